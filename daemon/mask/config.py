@@ -1,0 +1,27 @@
+"""Config of the ``mask`` section: how faces and privacy zones are hidden."""
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from daemon.schema import StrictModel
+
+
+class ZoneConfig(StrictModel):
+    name: str = "zone"
+    points: list[tuple[int, int]] = Field(description="polygon corners in frame pixels")
+
+    @field_validator("points")
+    @classmethod
+    def _polygon(cls, v: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        if len(v) < 3:
+            raise ValueError("a zone needs at least 3 points")
+        return v
+
+
+class MaskConfig(StrictModel):
+    style: Literal["blur", "mosaic", "fill"] = "blur"
+    shape: Literal["ellipse", "box"] = "ellipse"
+    margin: float = Field(1.3, ge=1.0, le=3.0, description="box grown by this factor, centred")
+    color: tuple[int, int, int] = Field((0, 0, 0), description="fill colour, B G R")
+    zones: list[ZoneConfig] = Field(default_factory=list)

@@ -1,0 +1,97 @@
+"""Decode video files and network streams to BGR arrays through PyAV.
+
+Used by file and network capture sources and by ``veilcam mask``. Decoded frames are raw: they
+go to the detector and the masker, nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+class DecodeError(Exception):
+    """A file or stream that cannot be opened or decoded; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedFrame:
+    image: np.ndarray = field(repr=False)  # BGR uint8
+    pts: float  # seconds from the start of the stream
+    index: int  # 0-based decode order
+
+
+class VideoReader:
+    """Iterate the frames of one video; ``options`` are FFmpeg demuxer options (e.g. RTSP)."""
+
+    def __init__(
+        self,
+        source: str | Path,
+        *,
+        options: dict[str, str] | None = None,
+        timeout_s: float | None = None,
+        threads: int = 0,
+    ) -> None:
+        self.source = str(source)
+        try:
+            self._container = av.open(
+                self.source,
+                options=options or {},
+                timeout=timeout_s,
+                metadata_errors="ignore",
+            )
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise DecodeError(f"{self.source}: cannot open: {exc}") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise DecodeError(f"{self.source}: no video stream")
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        if threads:
+            self._stream.codec_context.thread_count = threads
+
+    @property
+    def fps(self) -> float:
+        """The stream's nominal frame rate (25 when the container does not say)."""
+        rate: Fraction | None = self._stream.average_rate or self._stream.guessed_rate
+        return float(rate) if rate else 25.0
+
+    @property
+    def frame_count(self) -> int:
+        """Frames the container announces (0 when unknown, e.g. live streams)."""
+        return int(self._stream.frames or 0)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self._stream.codec_context.width), int(self._stream.codec_context.height)
+
+    def frames(self) -> Iterator[DecodedFrame]:
+        """Yield every decodable frame. A corrupt stream raises DecodeError naming the source."""
+        index = 0
+        first: float | None = None
+        try:
+            for vf in self._container.decode(self._stream):
+                if vf.pts is not None and vf.time_base is not None:
+                    t = float(vf.pts * vf.time_base)
+                else:
+                    t = index / self.fps
+                if first is None:
+                    first = t
+                yield DecodedFrame(vf.to_ndarray(format="bgr24"), t - first, index)
+                index += 1
+        except av.FFmpegError as exc:
+            raise DecodeError(f"{self.source}: decode failed after {index} frames: {exc}") from None
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

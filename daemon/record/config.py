@@ -9,8 +9,11 @@ from daemon.schema import StrictModel
 
 
 class RecordingConfig(StrictModel):
-    enabled: bool = True
+    enabled: bool = Field(True, description="write segments (set_recording/MQTT can pause it)")
     path: Path = Field(Path("/var/lib/veilcam/recordings"), description="recordings/<camera>/…")
+    state_file: Path | None = Field(
+        None, description="privacy/recording switches; default <path>/../state.json"
+    )
     mode: Literal["continuous", "events"] = "continuous"
     segment_s: float = Field(60.0, ge=2, description="length of one file")
     pre_roll_s: float = Field(5.0, ge=0, description="events mode: masked frames kept before")
@@ -21,3 +24,6 @@ class RecordingConfig(StrictModel):
     retain_days: float = Field(7.0, gt=0)
     max_gb: float | None = Field(None, gt=0, description="delete oldest above this size")
     min_free_percent: float = Field(10.0, ge=0, lt=100, description="keep this much disk free")
+
+    def resolved_state_file(self) -> Path:
+        return self.state_file or self.path.parent / "state.json"

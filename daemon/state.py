@@ -1,0 +1,70 @@
+"""Operator switches that survive a restart: privacy mode and recording on/off.
+
+Kept in a small JSON file (``recording.state_file``, default ``<recording.path>/../state.json``)
+written atomically, so a power cut leaves either the old or the new state, never a torn file.
+An unreadable file falls back to the defaults (privacy off, recording on) and is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from daemon.logs import fields
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Switches:
+    privacy: bool = False
+    recording: bool = True
+
+
+class StateStore:
+    """Load once, save on every change. Thread-safe."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self.switches = self._load()
+
+    def _load(self) -> Switches:
+        if self.path is None or not self.path.exists():
+            return Switches()
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return Switches(
+                privacy=bool(data.get("privacy", False)),
+                recording=bool(data.get("recording", True)),
+            )
+        except (OSError, ValueError, AttributeError) as exc:
+            log.error(
+                "state file unreadable, using defaults", extra=fields(path=self.path, error=exc)
+            )
+            return Switches()
+
+    def update(self, **changes: bool) -> Switches:
+        with self._lock:
+            for k, v in changes.items():
+                setattr(self.switches, k, bool(v))
+            self._save()
+            return Switches(**asdict(self.switches))
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(asdict(self.switches), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:  # a full or read-only disk must not stop the switch itself
+            log.error("cannot save state", extra=fields(path=self.path, error=exc))

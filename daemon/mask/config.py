@@ -24,4 +24,19 @@ class MaskConfig(StrictModel):
     shape: Literal["ellipse", "box"] = "ellipse"
     margin: float = Field(1.3, ge=1.0, le=3.0, description="box grown by this factor, centred")
     color: tuple[int, int, int] = Field((0, 0, 0), description="fill colour, B G R")
+    blur_cells: int = Field(
+        4,
+        ge=2,
+        le=8,
+        description="blur: detail kept across a masked box; the kernel grows with the box",
+    )
+    mosaic_cells: int = Field(
+        6, ge=2, le=8, description="mosaic: cells across the larger side of a masked box"
+    )
+    min_score: float = Field(
+        0.0, ge=0, le=1, description="detections scoring below this are not masked"
+    )
+    zone_style: Literal["fill", "blur", "mosaic"] = Field(
+        "fill", description="how privacy zones are hidden"
+    )
     zones: list[ZoneConfig] = Field(default_factory=list)

@@ -1,0 +1,161 @@
+"""Run a fixed-input face model over a frame of any size: a whole-frame pass plus tiles.
+
+A 1080p frame letterboxed into 640x352 shrinks a 20 px face to 6 px, below what the model sees.
+Tile passes resize the frame by a factor (1.0 = native resolution) and cut it into model-size
+windows that overlap by ``tile_overlap`` model pixels, so a face small enough to be lost in the
+whole-frame pass lies wholly inside at least one tile. Every window's detections are mapped back
+to frame pixels and merged by NMS.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from daemon.detect.config import ScheduleConfig
+from daemon.detect.letterbox import fit_scale, paste, resize
+from daemon.detect.nms import nms
+
+# A detection touching a tile's inner cut may be a partial face; the same face is whole in the
+# neighbouring tile or in the whole-frame pass, so the cut one loses ties in NMS.
+EDGE_PENALTY = 0.8
+EDGE_PX = 2.0
+
+
+class WindowModel(Protocol):
+    """A backend that finds faces in one model-size RGB canvas."""
+
+    width: int
+    height: int
+
+    def infer(self, canvas_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 4) x1, y1, x2, y2 boxes in canvas pixels and (N,) scores."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One model input: the crop ``x, y, w, h`` of the frame resized by ``scale``."""
+
+    scale: float
+    x: int
+    y: int
+    w: int
+    h: int
+    cut_left: bool = False
+    cut_top: bool = False
+    cut_right: bool = False
+    cut_bottom: bool = False
+
+
+def _starts(length: int, size: int, overlap: int) -> list[int]:
+    """Evenly spread window starts covering ``length`` with at least ``overlap`` shared."""
+    if length <= size:
+        return [0]
+    n = math.ceil((length - overlap) / (size - overlap))
+    step = (length - size) / (n - 1)
+    return [round(i * step) for i in range(n)]
+
+
+def plan(
+    width: int, height: int, model_w: int, model_h: int, schedule: ScheduleConfig
+) -> list[Window]:
+    """The windows a frame of this size gets, whole-frame pass first."""
+    out: list[Window] = []
+    fit = fit_scale(width, height, model_w, model_h)
+    if schedule.whole_frame:
+        out.append(Window(fit, 0, 0, round(width * fit), round(height * fit)))
+    skip_tiles = schedule.tile_min_side and min(width, height) <= schedule.tile_min_side
+    for s in [] if skip_tiles else schedule.tile_scales:
+        if schedule.whole_frame and s <= fit + 1e-6:
+            continue  # the whole-frame pass already sees the frame at this scale or larger
+        sw, sh = round(width * s), round(height * s)
+        ov = min(schedule.tile_overlap, model_w // 2, model_h // 2)
+        xs, ys = _starts(sw, model_w, ov), _starts(sh, model_h, ov)
+        for y in ys:
+            for x in xs:
+                w, h = min(model_w, sw - x), min(model_h, sh - y)
+                out.append(Window(s, x, y, w, h, x > 0, y > 0, x + w < sw, y + h < sh))
+    return out
+
+
+class TiledDetector:
+    """Runs ``WindowModel`` instances (one per worker) over the planned windows of each frame."""
+
+    def __init__(
+        self,
+        make_model: Callable[[int], WindowModel],
+        schedule: ScheduleConfig,
+        threads: int,
+        nms_iou: float,
+    ) -> None:
+        workers = max(1, min(schedule.workers, threads))
+        per = max(1, threads // workers)
+        self._models: queue.SimpleQueue[WindowModel] = queue.SimpleQueue()
+        first = make_model(per)
+        self.width, self.height = first.width, first.height
+        self._models.put(first)
+        for _ in range(workers - 1):
+            self._models.put(make_model(per))
+        self._pool = ThreadPoolExecutor(workers, "detect") if workers > 1 else None
+        self.schedule = schedule
+        self.nms_iou = nms_iou
+
+    def windows(self, width: int, height: int) -> list[Window]:
+        return plan(width, height, self.width, self.height, self.schedule)
+
+    def _run(self, rgb_scaled: np.ndarray, win: Window) -> tuple[np.ndarray, np.ndarray]:
+        crop = rgb_scaled[win.y : win.y + win.h, win.x : win.x + win.w]
+        model = self._models.get()
+        try:
+            boxes, scores = model.infer(paste(crop, self.width, self.height))
+        finally:
+            self._models.put(model)
+        if len(boxes) == 0:
+            return boxes, scores
+        boxes = boxes.copy()
+        np.clip(boxes[:, 0::2], 0, win.w, out=boxes[:, 0::2])
+        np.clip(boxes[:, 1::2], 0, win.h, out=boxes[:, 1::2])
+        cut = np.zeros(len(boxes), dtype=bool)
+        if win.cut_left:
+            cut |= boxes[:, 0] <= EDGE_PX
+        if win.cut_top:
+            cut |= boxes[:, 1] <= EDGE_PX
+        if win.cut_right:
+            cut |= boxes[:, 2] >= win.w - EDGE_PX
+        if win.cut_bottom:
+            cut |= boxes[:, 3] >= win.h - EDGE_PX
+        scores = np.where(cut, scores * EDGE_PENALTY, scores)
+        boxes[:, 0::2] += win.x
+        boxes[:, 1::2] += win.y
+        return boxes / win.scale, scores
+
+    def detect_xyxy(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Merged (N, 4) x1, y1, x2, y2 boxes in frame pixels and their scores."""
+        h, w = image_bgr.shape[:2]
+        rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+        wins = self.windows(w, h)
+        scaled: dict[float, np.ndarray] = {s: resize(rgb, s) for s in {win.scale for win in wins}}
+        jobs: Sequence[tuple[np.ndarray, Window]] = [(scaled[win.scale], win) for win in wins]
+        if self._pool is None:
+            results = [self._run(img, win) for img, win in jobs]
+        else:
+            results = list(self._pool.map(lambda j: self._run(*j), jobs))
+        boxes = [b for b, _ in results if len(b)]
+        if not boxes:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        allb = np.concatenate(boxes).astype(np.float32)
+        alls = np.concatenate([s for b, s in results if len(b)]).astype(np.float32)
+        keep = nms(allb, alls, self.nms_iou)
+        return allb[keep], alls[keep]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)

@@ -1,0 +1,1 @@
+"""Measure how well faces are protected: coverage recall, WIDER AP, image damage, speed."""

@@ -1,0 +1,147 @@
+"""The masker: the only code that may build a :class:`~daemon.frames.MaskedFrame` (rule 1).
+
+It claims the construction key once, at import. ``regions`` turns detections into what will be
+masked (margin, clipping, shape, plus the static privacy zones); ``mask`` hides them;
+``obscure`` blanks a whole frame, which is what the fail-closed gate and privacy mode use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from daemon.frames import Frame, MaskedFrame, claim_masker_key
+from daemon.mask import styles
+from daemon.mask.config import MaskConfig
+from daemon.regions import Box, Detection, Region
+
+_KEY = claim_masker_key()
+
+
+def grow(box: Box, margin: float, frame_w: int, frame_h: int) -> tuple[int, int, int, int] | None:
+    """``box`` scaled by ``margin`` about its centre, rounded outwards and clipped to the frame."""
+    x, y, w, h = box
+    cx, cy = x + w / 2, y + h / 2
+    gw, gh = w * margin, h * margin
+    x1 = max(0, math.floor(cx - gw / 2))
+    y1 = max(0, math.floor(cy - gh / 2))
+    x2 = min(frame_w, math.ceil(cx + gw / 2))
+    y2 = min(frame_h, math.ceil(cy + gh / 2))
+    if x2 <= x1 or y2 <= y1:
+        return None
+    return x1, y1, x2 - x1, y2 - y1
+
+
+class Masker:
+    """Hides faces and zones in frames according to the ``mask`` config."""
+
+    def __init__(self, cfg: MaskConfig | None = None) -> None:
+        self.cfg = cfg or MaskConfig()
+
+    def zone_regions(self, frame_w: int, frame_h: int) -> list[Region]:
+        out = []
+        for z in self.cfg.zones:
+            xs = [min(max(px, 0), frame_w) for px, _ in z.points]
+            ys = [min(max(py, 0), frame_h) for _, py in z.points]
+            x1, y1, x2, y2 = min(xs), min(ys), max(xs), max(ys)
+            if x2 > x1 and y2 > y1:
+                out.append(
+                    Region(
+                        (x1, y1, x2 - x1, y2 - y1),
+                        label="zone",
+                        shape="polygon",
+                        points=tuple((int(px), int(py)) for px, py in z.points),
+                    )
+                )
+        return out
+
+    def regions(
+        self, found: Iterable[Detection | Region | Box], frame_w: int, frame_h: int
+    ) -> list[Region]:
+        """What to mask: each face grown by the margin and clipped, then every static zone.
+
+        ``found`` may hold detections, regions (already grown, e.g. from the tracker; kept as
+        they are apart from clipping) or bare x, y, w, h boxes.
+        """
+        out: list[Region] = []
+        for item in found:
+            if isinstance(item, Region):
+                box = grow(item.box, 1.0, frame_w, frame_h)
+                if box is not None:
+                    out.append(
+                        Region(
+                            box,
+                            item.label,
+                            item.shape,
+                            item.score,
+                            item.det,
+                            item.points,
+                            item.track_id,
+                        )
+                    )
+                continue
+            if isinstance(item, Detection):
+                det, score, label = item.box, item.score, item.label
+                if score < self.cfg.min_score:
+                    continue
+            else:
+                det, score, label = tuple(float(v) for v in item), None, "face"  # type: ignore[assignment]
+            box = grow(det, self.cfg.margin, frame_w, frame_h)
+            if box is not None:
+                out.append(Region(box, label, self.cfg.shape, score, det))
+        out.extend(self.zone_regions(frame_w, frame_h))
+        return out
+
+    def _hide(self, img: np.ndarray, r: Region) -> None:
+        x, y, w, h = r.box
+        roi = img[y : y + h, x : x + w]
+        if roi.size == 0:
+            return
+        style = self.cfg.zone_style if r.label == "zone" else self.cfg.style
+        if style == "blur":
+            hidden = styles.blur(roi, self.cfg.blur_cells)
+        elif style == "mosaic":
+            hidden = styles.mosaic(roi, self.cfg.mosaic_cells)
+        else:
+            hidden = styles.fill(roi, self.cfg.color)
+        if r.shape == "box":
+            roi[:] = hidden
+            return
+        if r.shape == "polygon":
+            m = styles.polygon_mask(r.points, x, y, w, h)
+        else:
+            m = styles.ellipse_mask(w, h)
+        np.copyto(roi, hidden, where=m[..., None].astype(bool))
+
+    def apply(self, image: np.ndarray, regions: Sequence[Region]) -> np.ndarray:
+        """A masked copy of ``image`` (the input is left untouched)."""
+        out = image.copy()
+        for r in regions:
+            self._hide(out, r)
+        return out
+
+    def mask(self, frame: Frame, regions: Sequence[Region]) -> MaskedFrame:
+        """The frame with every region hidden. Faces first, zones last (zones always win)."""
+        ordered = sorted(regions, key=lambda r: r.label == "zone")
+        return MaskedFrame(
+            _KEY,
+            self.apply(frame.image, ordered),
+            index=frame.index,
+            pts=frame.pts,
+            captured=frame.captured,
+            regions=ordered,
+        )
+
+    def obscure(self, frame: Frame, reason: str) -> MaskedFrame:
+        """The whole picture blacked out: for failed or late detection and for privacy mode."""
+        return MaskedFrame(
+            _KEY,
+            np.zeros_like(frame.image),
+            index=frame.index,
+            pts=frame.pts,
+            captured=frame.captured,
+            obscured=True,
+            reason=reason,
+        )

@@ -1,0 +1,89 @@
+"""The default detector on real photos: coordinates, small faces in 1080p, failure handling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from daemon.detect import Detector, DetectorError, build_detector
+from daemon.detect.config import DetectConfig
+from daemon.evaluate.coverage import protected, region_mask
+from daemon.mask.masker import Masker
+from daemon.regions import iou
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    return build_detector(DetectConfig())
+
+
+def _dlib(data_dir: Path) -> list[tuple[np.ndarray, list[list[float]]]]:
+    root = data_dir / "dlib_faces"
+    out = []
+    for line in (root / "annotations.jsonl").read_text().splitlines():
+        ann = json.loads(line)
+        out.append(
+            (cv2.imread(str(root / "images" / ann["image"])), [f["box"] for f in ann["faces"]])
+        )
+    return out
+
+
+def test_boxes_are_in_the_image_own_pixels(detector: Detector, data_dir: Path) -> None:
+    img, faces = _dlib(data_dir)[0]
+    small = detector.detect(img)
+    big = detector.detect(cv2.resize(img, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR))
+    for f in faces:
+        a = max(small, key=lambda d: iou(tuple(f), d.box))
+        b = max(big, key=lambda d: iou(tuple(v * 2 for v in f), d.box))
+        assert iou(tuple(f), a.box) > 0.4
+        assert iou(tuple(v * 2 for v in f), b.box) > 0.4
+        assert 0 < a.score <= 1
+
+
+def test_default_schedule_finds_16_to_32_px_faces_anywhere_in_a_1080p_frame(
+    detector: Detector, data_dir: Path
+) -> None:
+    """Photos shrunk so that their faces are 16–24 px tall, laid over a 1080p frame with
+    offsets that put faces across the tile seams."""
+    frame = np.full((1080, 1920, 3), 90, np.uint8)
+    boxes: list[list[float]] = []
+    photos = _dlib(data_dir)
+    x = y = 0
+    row_h = 0
+    for k in range(20):
+        img, faces = photos[k % len(photos)]
+        s = 20.0 / float(np.median([f[3] for f in faces]))  # median face ~20 px
+        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
+        h, w = img.shape[:2]
+        if x + w > 1920:
+            x, y = 0, y + row_h + 7
+            row_h = 0
+        if y + h > 1080:
+            break
+        frame[y : y + h, x : x + w] = img
+        boxes += [[f[0] * s + x, f[1] * s + y, f[2] * s, f[3] * s] for f in faces]
+        x += w + 13
+        row_h = max(row_h, h)
+    boxes = [b for b in boxes if b[3] >= 16]
+    assert len(boxes) >= 60
+    masker = Masker()
+    mask = region_mask(masker.regions(detector.detect(frame), 1920, 1080), 1920, 1080)
+    ok = protected(mask, boxes)
+    assert sum(ok) / len(ok) >= 0.9, f"{sum(ok)}/{len(ok)} small faces protected"
+
+
+def test_a_blank_frame_has_no_faces(detector: Detector) -> None:
+    assert detector.detect(np.zeros((1080, 1920, 3), np.uint8)) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 4), np.uint8), np.zeros((10, 10, 3))],
+)
+def test_malformed_input_raises_detector_error(detector: Detector, bad: np.ndarray) -> None:
+    with pytest.raises(DetectorError):
+        detector.detect(bad)

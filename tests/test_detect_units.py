@@ -1,0 +1,102 @@
+"""Pieces of the detector that need no model: NMS, letterbox, tile planning, manifest checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from daemon.detect.config import DetectConfig, ScheduleConfig
+from daemon.detect.errors import ModelError
+from daemon.detect.letterbox import letterbox
+from daemon.detect.manifest import find_models_dir, verified_model
+from daemon.detect.nms import nms
+from daemon.detect.tiling import plan
+
+
+def test_nms_drops_overlapping_weaker_boxes_and_keeps_separate_ones() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], np.float32)
+    scores = np.array([0.6, 0.9, 0.5], np.float32)
+    assert nms(boxes, scores, 0.3).tolist() == [1, 2]
+    assert nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.3).size == 0
+
+
+def test_letterbox_keeps_aspect_and_maps_back() -> None:
+    img = np.full((1080, 1920, 3), 200, np.uint8)
+    canvas, s = letterbox(img, 640, 352)
+    assert canvas.shape == (352, 640, 3)
+    assert s == pytest.approx(1 / 3.0685, rel=1e-3)  # 352 / 1080 limits
+    assert canvas[:, : round(1920 * s) - 1].min() == 200
+    assert canvas[:, round(1920 * s) + 1 :].max() == 0  # padding right, no distortion
+
+
+def test_tiles_cover_a_1080p_frame_with_overlap_so_every_small_face_is_whole_in_one() -> None:
+    sched = ScheduleConfig(whole_frame=True, tile_scales=[1.0], tile_overlap=48)
+    wins = plan(1920, 1080, 640, 352, sched)
+    assert wins[0].scale == pytest.approx(352 / 1080)
+    tiles = [w for w in wins if w.scale == 1.0]
+    covered = np.zeros((1080, 1920), bool)
+    for t in tiles:
+        assert t.w <= 640 and t.h <= 352
+        covered[t.y : t.y + t.h, t.x : t.x + t.w] = True
+    assert covered.all()
+    # any 48x48 face lies wholly inside some tile
+    rng = np.random.default_rng(0)
+    for x, y in rng.integers(0, [1920 - 48, 1080 - 48], size=(500, 2)):
+        assert any(
+            t.x <= x and x + 48 <= t.x + t.w and t.y <= y and y + 48 <= t.y + t.h for t in tiles
+        )
+
+
+def test_a_frame_smaller_than_the_model_gets_one_window() -> None:
+    wins = plan(320, 240, 640, 352, ScheduleConfig(tile_scales=[1.0]))
+    assert len(wins) == 1
+
+
+def test_schedule_needs_a_pass() -> None:
+    with pytest.raises(ValueError):
+        ScheduleConfig(whole_frame=False, tile_scales=[])
+
+
+def _manifest(tmp: Path, file: str, sha: str) -> Path:
+    (tmp / "manifest.yaml").write_text(
+        f"models:\n  centerface:\n    file: {file}\n    sha256: {sha}\n"
+    )
+    return tmp
+
+
+def test_missing_model_file_is_a_model_error(tmp_path: Path) -> None:
+    d = _manifest(tmp_path, "gone.tflite", "0" * 64)
+    with pytest.raises(ModelError, match="missing"):
+        verified_model("centerface", d)
+
+
+def test_altered_model_is_refused_before_loading(tmp_path: Path) -> None:
+    (tmp_path / "m.tflite").write_bytes(b"not the model")
+    d = _manifest(tmp_path, "m.tflite", "ab" * 32)
+    with pytest.raises(ModelError, match="does not match"):
+        verified_model("centerface", d)
+
+
+def test_models_dir_without_manifest_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=str(tmp_path)):
+        find_models_dir(tmp_path)
+
+
+def test_corrupt_model_with_matching_hash_fails_to_load_clearly(tmp_path: Path) -> None:
+    import hashlib
+
+    from daemon.detect import build_detector
+
+    data = b"\x00" * 1000
+    (tmp_path / "m.tflite").write_bytes(data)
+    _manifest(tmp_path, "m.tflite", hashlib.sha256(data).hexdigest())
+    with pytest.raises(ModelError, match="cannot load"):
+        build_detector(DetectConfig(models_dir=tmp_path))
+
+
+def test_env_var_points_at_the_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _manifest(tmp_path, "x.tflite", "0" * 64)
+    monkeypatch.setenv("VEILCAM_MODELS", str(tmp_path))
+    assert find_models_dir() == tmp_path

@@ -1,0 +1,62 @@
+"""Every committed model loads, matches its manifest hash, and protects the dlib faces."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+
+from daemon.detect import build_detector
+from daemon.detect.config import DetectConfig
+from daemon.detect.manifest import read_manifest, sha256_of, verified_model
+from daemon.detect.runtime import TFLiteModel
+from daemon.evaluate.coverage import protected, region_mask
+from daemon.mask.masker import Masker
+
+REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
+BACKEND = {
+    "centerface": "centerface",
+    "blazeface_short": "blazeface",
+    "blazeface_full": "blazeface",
+}
+
+
+def _names() -> list[str]:
+    return sorted(read_manifest(REPO_MODELS))
+
+
+def test_manifest_lists_the_three_models() -> None:
+    assert set(BACKEND) <= set(_names())
+
+
+@pytest.mark.parametrize("name", sorted(BACKEND))
+def test_model_matches_its_hash_and_loads(name: str) -> None:
+    info = verified_model(name, REPO_MODELS)
+    assert sha256_of(info.path) == info.sha256
+    model = TFLiteModel(info.path, threads=1)
+    assert model.width > 0 and model.height > 0
+
+
+@pytest.mark.parametrize("name", sorted(BACKEND))
+def test_model_protects_every_dlib_face(name: str, data_dir: Path) -> None:
+    backend = BACKEND[name]
+    cfg = {"backend": backend, "models_dir": str(REPO_MODELS)}
+    if backend == "blazeface":
+        cfg["blazeface"] = {"model": name}
+    det = build_detector(DetectConfig.model_validate(cfg))
+    masker = Masker()
+    missed = []
+    root = data_dir / "dlib_faces"
+    for line in (root / "annotations.jsonl").read_text().splitlines():
+        ann = json.loads(line)
+        img = cv2.imread(str(root / "images" / ann["image"]))
+        assert img is not None, ann["image"]
+        h, w = img.shape[:2]
+        mask = region_mask(masker.regions(det.detect(img), w, h), w, h)
+        boxes = [f["box"] for f in ann["faces"]]
+        missed += [
+            (ann["image"], b) for b, ok in zip(boxes, protected(mask, boxes), strict=True) if not ok
+        ]
+    assert missed == []

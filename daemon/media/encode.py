@@ -3,12 +3,17 @@
 Only :class:`~daemon.frames.MaskedFrame` is accepted (rule 1). Files are fragmented MP4 by
 default (``frag_keyframe+empty_moov+default_base_moof``) with a keyframe at least every
 ``keyframe_s`` seconds, so a power cut or kill -9 leaves everything up to the last fragment
-playable.
+playable. Packets are flushed to the file as they are muxed, so the file size after each write
+is a fragment boundary; when a write fails (full disk) the file is cut back to the last complete
+fragment, so it stays playable and loses at most what came after its last keyframe.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -44,6 +49,14 @@ def choose_codec(requested: Codec) -> str:
 class EncodeError(Exception):
     """The encoder or the file failed (full disk, bad path, unavailable codec)."""
 
+    def __init__(self, message: str, errno_: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+    @property
+    def disk_full(self) -> bool:
+        return self.errno in (errno.ENOSPC, errno.EDQUOT)
+
 
 class H264Writer:
     """Write masked frames to one H.264 MP4 file."""
@@ -67,8 +80,14 @@ class H264Writer:
         self.frames_written = 0
         self._last_pts = -1
         self._pts0: float | None = None
+        self._good_size = 0  # file size at the end of the last complete fragment
+        self._fragmented = fragmented
         name = choose_codec(codec)
-        options = {"movflags": FRAGMENTED} if fragmented else {"movflags": "+faststart"}
+        options = (
+            {"movflags": FRAGMENTED, "flush_packets": "1"}
+            if fragmented
+            else {"movflags": "+faststart"}
+        )
         try:
             self._container = av.open(str(self.path), mode="w", format="mp4", options=options)
             try:
@@ -81,7 +100,9 @@ class H264Writer:
                 )
                 self._stream = self._open_stream("libx264", fps, crf, keyframe_s, preset, threads)
         except (av.FFmpegError, OSError) as exc:
-            raise EncodeError(f"{self.path}: cannot open for writing: {exc}") from None
+            raise EncodeError(
+                f"{self.path}: cannot open for writing: {exc}", getattr(exc, "errno", None)
+            ) from None
         self.codec = self._stream.codec_context.name
 
     def _open_stream(
@@ -121,28 +142,63 @@ class H264Writer:
         vf = av.VideoFrame.from_ndarray(img, format="bgr24")
         vf.pts = pts
         vf.time_base = _TIME_BASE
+        if self._container is None:
+            raise EncodeError(f"{self.path}: writer is closed")
         try:
             for packet in self._stream.encode(vf):
                 self._container.mux(packet)
+                if packet.is_keyframe and self._fragmented:
+                    self._good_size = self._size()
         except (av.FFmpegError, OSError) as exc:
-            raise EncodeError(f"{self.path}: write failed: {exc}") from None
+            self._abandon()
+            raise EncodeError(
+                f"{self.path}: write failed: {exc}", getattr(exc, "errno", None)
+            ) from None
         self.frames_written += 1
+
+    def _size(self) -> int:
+        try:
+            return os.path.getsize(self.path)
+        except OSError:
+            return self._good_size
+
+    def _abandon(self) -> None:
+        """After a failed write: close without caring, then cut back to the last fragment."""
+        container, self._container = self._container, None
+        if container is not None:
+            with contextlib.suppress(Exception):
+                container.close()
+        if self._fragmented and self._good_size:
+            try:
+                if os.path.getsize(self.path) > self._good_size:
+                    os.truncate(self.path, self._good_size)
+            except OSError as exc:
+                log.error("cannot cut back a failed file", extra=fields(path=self.path, error=exc))
 
     def close(self) -> None:
         """Flush the encoder and finish the file. Safe to call twice."""
         if self._container is None:
             return
-        container, self._container = self._container, None
         try:
             for packet in self._stream.encode(None):
-                container.mux(packet)
+                self._container.mux(packet)
+                if self._fragmented:
+                    self._good_size = self._size()
         except (av.FFmpegError, OSError) as exc:
             log.error("flushing encoder failed", extra=fields(path=self.path, error=exc))
-        finally:
-            try:
-                container.close()
-            except (av.FFmpegError, OSError) as exc:
-                raise EncodeError(f"{self.path}: close failed: {exc}") from None
+            self._abandon()
+            raise EncodeError(
+                f"{self.path}: close failed: {exc}", getattr(exc, "errno", None)
+            ) from None
+        container, self._container = self._container, None
+        try:
+            container.close()
+        except (av.FFmpegError, OSError) as exc:
+            self._container = container
+            self._abandon()
+            raise EncodeError(
+                f"{self.path}: close failed: {exc}", getattr(exc, "errno", None)
+            ) from None
 
     def __enter__(self) -> H264Writer:
         return self

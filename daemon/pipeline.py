@@ -1,0 +1,468 @@
+"""capture → detect → track → gate → mask → sinks, in four threads that overlap.
+
+* capture thread (``daemon.capture.runner``): appends raw frames to ``pending`` (bounded by
+  ``gate.queue_frames``; a file source waits for room, a live source drops and counts) and
+  offers the newest one to the detector;
+* detector thread: always runs on the newest frame not yet detected, so it detects as many
+  frames as the CPU allows and never falls behind;
+* output thread: takes frames in order, feeds results to the tracker and the gate, and masks a
+  frame only once a detection at or after it is in (so a face first seen in a later frame is
+  masked in the frames held before it), else obscures/drops it at the deadline; then hands the
+  masked frame to the recorder and the listeners;
+* recorder thread (``daemon.record.recorder``): H.264 encoding and disk.
+
+Raw frames exist only in ``pending``, in the detector's hands and in the output thread's local
+variable while it is masked; nothing else ever sees one.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from daemon.capture.runner import CaptureRunner
+from daemon.capture.sources import Source
+from daemon.config import Config
+from daemon.events import STATS_PERIOD_S, PipelineListener
+from daemon.frames import Frame, MaskedFrame
+from daemon.gate import DetectionResult, Gate
+from daemon.logs import fields
+from daemon.mask.masker import grow
+from daemon.record.recorder import Recorder
+from daemon.regions import Detection, Region
+from daemon.state import StateStore
+from daemon.track.tracker import TrackedBox, Tracker
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Pipeline", "PipelineListener"]
+
+
+class DetectorLike(Protocol):
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]: ...
+
+
+class MaskerLike(Protocol):
+    def regions(self, detections: list[Detection], width: int, height: int) -> list[Region]: ...
+    def mask(self, frame: Frame, regions: list[Region]) -> MaskedFrame: ...
+    def obscure(self, frame: Frame, reason: str) -> MaskedFrame: ...
+
+
+class _Events:
+    """Turns per-frame track counts into start/update/end events."""
+
+    def __init__(self, camera: str) -> None:
+        self.camera = camera
+        self.current: dict[str, Any] | None = None
+        self._n = 0
+
+    def step(self, count: int, track_ids: list[int], when: float) -> dict[str, Any] | None:
+        cur = self.current
+        if cur is None:
+            if count == 0:
+                return None
+            self._n += 1
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
+            cur = {
+                "type": "start",
+                "id": f"{self.camera}-{stamp}-{self._n}",
+                "label": "face",
+                "count": count,
+                "max_count": count,
+                "track_ids": track_ids,
+                "start": when,
+                "time": when,
+                "end": None,
+                "camera": self.camera,
+            }
+            self.current = cur
+            return dict(cur)
+        if count == cur["count"]:
+            return None
+        cur.update(count=count, track_ids=track_ids, time=when)
+        cur["max_count"] = max(cur["max_count"], count)
+        if count == 0:
+            cur.update(type="end", end=when)
+            self.current = None
+            return dict(cur)
+        cur["type"] = "update"
+        return dict(cur)
+
+
+class Pipeline:
+    """One camera's running pipeline. Thread-safe controls: see ``daemon.events``."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        source: Source,
+        detector: DetectorLike,
+        masker: MaskerLike,
+        *,
+        fast: bool = False,
+        state: StateStore | None = None,
+        on_written: Callable[[MaskedFrame, int], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.source = source
+        self.detector = detector
+        self.masker = masker
+        self.fast = fast
+        self.state = state or StateStore(None)
+        self._on_written_ext = on_written
+        self._heartbeat = heartbeat or (lambda: None)
+        self._on_ready = on_ready
+        self._ready_sent = False
+        self.listeners: list[PipelineListener] = []
+        self._privacy = self.state.switches.privacy
+        self._recording_on = self.state.switches.recording
+        self.gate = Gate(cfg.gate)
+        self.tracker = Tracker(cfg.track)
+        self._events = _Events(cfg.camera.name)
+        self._cond = threading.Condition()
+        self._pending: deque[Frame] = deque()
+        self._latest: Frame | None = None
+        self._new_results: list[DetectionResult] = []
+        self._capture_done = False
+        self._stop_detect = False
+        self.fatal: str | None = None  # set when the detector model failed: nothing is recorded
+        self.done = threading.Event()
+        self.recorder: Recorder | None = None
+        self.capture = CaptureRunner(
+            source, cfg.camera, self._deliver, on_progress=self._capture_progress
+        )
+        self._detect_thread = threading.Thread(target=self._detect_loop, name="detect", daemon=True)
+        self._output_thread = threading.Thread(target=self._output_loop, name="output", daemon=True)
+        # counters (written by one thread each, read for stats)
+        self.frames_total = 0
+        self.frames_obscured = 0
+        self.frames_dropped = 0
+        self.detector_errors = 0
+        self.detector_runs = 0
+        self.faces = 0
+        self._last_detect_done = time.monotonic()
+        self._det_ms: deque[float] = deque(maxlen=200)
+        self._latency_ms: deque[float] = deque(maxlen=200)
+        self._stats_t = time.monotonic()
+        self._stats_frames = 0
+        self._stats_runs = 0
+
+    # -- controls ----------------------------------------------------------------------------
+
+    @property
+    def privacy(self) -> bool:
+        return self._privacy
+
+    @property
+    def recording(self) -> bool:
+        return self._recording_on and self.cfg.recording.enabled
+
+    def set_privacy(self, on: bool) -> None:
+        self._privacy = bool(on)
+        self.state.update(privacy=bool(on))
+        log.info("privacy mode", extra=fields(on=bool(on)))
+
+    def set_recording(self, on: bool) -> None:
+        self._recording_on = bool(on)
+        self.state.update(recording=bool(on))
+        if self.recorder is not None:
+            self.recorder.set_enabled(bool(on))
+        log.info("recording switched", extra=fields(on=bool(on)))
+
+    def add_listener(self, listener: PipelineListener) -> None:
+        self.listeners = [*self.listeners, listener]
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        fps = self.source_fps()
+        if self.cfg.recording.enabled:
+            self.recorder = Recorder(
+                self.cfg.recording, self.cfg.camera.name, fps, on_written=self._written
+            )
+            self.recorder.enabled = self._recording_on
+            self.recorder.start()
+        self._detect_thread.start()
+        self._output_thread.start()
+        self.capture.start()
+
+    def source_fps(self) -> float:
+        return float(self.cfg.camera.fps or getattr(self.source, "fps", None) or 25.0)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop capturing, emit what is held (masked or obscured), finish the segment."""
+        self.capture.stop()
+        self.capture.join(timeout)
+        self.wait(timeout)
+        self._shutdown(timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Until the source has ended and every held frame has been emitted."""
+        return self.done.wait(timeout)
+
+    def _shutdown(self, timeout: float) -> None:
+        with self._cond:
+            self._stop_detect = True
+            self._cond.notify_all()
+        self._output_thread.join(timeout)
+        self._detect_thread.join(timeout)
+        if self.recorder is not None:
+            self.recorder.stop(timeout)
+
+    # -- capture side ------------------------------------------------------------------------
+
+    def _deliver(self, frame: Frame) -> bool:
+        with self._cond:
+            if self.fatal:
+                return False
+            if self.source.live:
+                if len(self._pending) >= self.cfg.gate.queue_frames:
+                    self.frames_dropped += 1
+                    return False
+            else:
+                while len(self._pending) >= self.cfg.gate.queue_frames and not self._stop_detect:
+                    self._cond.wait(1.0)
+            self._pending.append(frame)
+            self._latest = frame
+            self._cond.notify_all()
+        return True
+
+    def _capture_progress(self) -> None:
+        if self.capture.state in ("lost", "retrying"):
+            self._heartbeat()  # the retry loop is alive; frames cannot be expected
+
+    # -- detector ----------------------------------------------------------------------------
+
+    def _detect_loop(self) -> None:
+        from daemon.detect.errors import ModelError
+
+        while True:
+            with self._cond:
+                while self._latest is None and not self._stop_detect:
+                    self._cond.wait(1.0)
+                if self._latest is None:
+                    return
+                frame, self._latest = self._latest, None
+            t0 = time.monotonic()
+            try:
+                dets = self.detector.detect(frame.image)
+                done = time.monotonic()
+                r = DetectionResult(frame.index, frame.pts, done, list(dets), ms=(done - t0) * 1e3)
+            except ModelError as exc:
+                self._fail(f"detector model failed: {exc}")
+                return
+            except Exception as exc:  # DetectorError or anything else: fail closed for frames
+                done = time.monotonic()
+                r = DetectionResult(frame.index, frame.pts, done, None, error=str(exc))
+                if self.detector_errors % 100 == 0:
+                    log.error("detection failed", extra=fields(frame=frame.index, error=exc))
+                self.detector_errors += 1
+            del frame
+            with self._cond:
+                self.detector_runs += 1
+                self._last_detect_done = done
+                if r.ok:
+                    self._det_ms.append(r.ms)
+                self._new_results.append(r)
+                self._cond.notify_all()
+
+    def _fail(self, why: str) -> None:
+        log.critical(
+            "stopping: nothing is recorded without a working detector", extra=fields(error=why)
+        )
+        with self._cond:
+            self.fatal = why
+            self._pending.clear()
+            self._cond.notify_all()
+        self.capture.stop()
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _next(self) -> tuple[Frame, str, str] | bool | None:
+        """The head frame's verdict: (frame, verdict, reason); False when idle, None at the end."""
+        with self._cond:
+            while True:
+                for r in self._new_results:
+                    self.gate.add(r)
+                    if r.ok:
+                        self.tracker.update(r.index, r.pts, r.detections or [])
+                self._new_results.clear()
+                if self.fatal:
+                    self._pending.clear()
+                    return None
+                if not self._pending:
+                    if self.capture.ended.is_set():
+                        return None
+                    self._cond.wait(0.5)
+                    return False
+                head = self._pending[0]
+                d = self.gate.decide(head.index, head.pts, head.captured, time.monotonic())
+                if d.verdict == "wait":
+                    self._cond.wait(min(d.wait_s, 0.5))
+                    continue
+                self._pending.popleft()
+                self._cond.notify_all()
+                return head, d.verdict, d.reason
+
+    def _output_loop(self) -> None:
+        try:
+            while True:
+                nxt = self._next()
+                if nxt is None:
+                    break
+                if nxt is False:
+                    self._maybe_stats()
+                    continue
+                assert isinstance(nxt, tuple)
+                frame, verdict, reason = nxt
+                del nxt
+                self._emit(frame, verdict, reason)
+                del frame
+                self._maybe_stats()
+        except Exception:
+            log.exception("output thread failed")
+            self._fail("output thread failed")
+        finally:
+            if self._events.current is not None:
+                ev = self._events.step(0, [], time.time())
+                if ev is not None:
+                    self._send_event(ev)
+            self._maybe_stats(force=True)
+            self.done.set()
+
+    def _emit(self, frame: Frame, verdict: str, reason: str) -> None:
+        boxes = self.tracker.boxes_at(frame.index, frame.pts)
+        faces = [b for b in boxes if b.label == "face"]
+        masked: MaskedFrame | None
+        if self._privacy:
+            masked = self.masker.obscure(frame, "privacy")
+        elif verdict == "obscure":
+            if self.cfg.gate.on_missing == "drop":
+                self.frames_dropped += 1
+                masked = None
+            else:
+                self.frames_obscured += 1
+                masked = self.masker.obscure(frame, reason)
+        else:
+            regions = self.masker.regions(
+                self._track_regions(boxes, frame), frame.width, frame.height
+            )
+            masked = self.masker.mask(frame, regions)
+        self.tracker.prune(frame.index, frame.pts)
+        self.gate.forget_before(frame.index)
+        self.faces = len(faces)
+        when = time.time() - (time.monotonic() - frame.captured)
+        ev = self._events.step(len(faces), sorted(b.track_id for b in faces), when)
+        if ev is not None:
+            if self.recorder is not None and ev["type"] in ("start", "end"):
+                self.recorder.set_event(ev["type"] == "start")
+            self._send_event(ev)
+        if masked is None:
+            return
+        self.frames_total += 1
+        self._stats_frames += 1
+        if self.recorder is not None and self.recording:
+            self.recorder.submit(masked, block=not self.source.live)
+        for listener in self.listeners:
+            try:
+                listener.on_frame(masked, len(faces))
+            except Exception:
+                log.exception("listener failed", extra=fields(listener=type(listener).__name__))
+        writes = self.recorder is not None and self.recording
+        if not self._ready_sent and (not writes or self.cfg.recording.mode == "events"):
+            self._ready()
+        self._progress()
+
+    def _track_regions(self, boxes: list[TrackedBox], frame: Frame) -> list[Region]:
+        """Tracked boxes grown by the mask margin, carrying their track id."""
+        out = []
+        for b in boxes:
+            box = grow(b.box, self.cfg.mask.margin, frame.width, frame.height)
+            if box is not None:
+                out.append(
+                    Region(box, b.label, self.cfg.mask.shape, b.score, b.box, (), b.track_id)
+                )
+        return out
+
+    def _written(self, frame: MaskedFrame, n: int) -> None:
+        """Recorder thread: frame ``n`` is in a file."""
+        self._latency_ms.append((time.monotonic() - frame.captured) * 1e3)
+        if self._on_written_ext is not None:
+            self._on_written_ext(frame, n)
+        if not self._ready_sent:
+            self._ready()
+
+    def _ready(self) -> None:
+        self._ready_sent = True
+        if self._on_ready is not None:
+            self._on_ready()
+
+    def _progress(self) -> None:
+        """A protected frame left the pipeline: feed the watchdog if every stage is alive.
+
+        A hung detector or a hung recorder stops the pings even though the gate keeps frames
+        flowing (obscured) and live sources keep dropping into a full recorder queue. A recorder
+        that is retrying a full disk is alive.
+        """
+        now = time.monotonic()
+        window = max(2.0, 4 * self.gate.deadline_s)
+        if now - self._last_detect_done > window:
+            return
+        rec = self.recorder
+        if rec is not None and self.recording and now - rec.last_progress > window:
+            return
+        self._heartbeat()
+
+    def _send_event(self, ev: dict[str, Any]) -> None:
+        log.info(f"face event {ev['type']}", extra=fields(id=ev["id"], count=ev["count"]))
+        for listener in self.listeners:
+            try:
+                listener.on_event(ev)
+            except Exception:
+                log.exception("listener failed", extra=fields(listener=type(listener).__name__))
+
+    def stats(self) -> dict[str, Any]:
+        now = time.monotonic()
+        dt = max(1e-6, now - self._stats_t)
+        rec = self.recorder
+        return {
+            "fps": round(self._stats_frames / dt, 2),
+            "detect_fps": round((self.detector_runs - self._stats_runs) / dt, 2),
+            "detector_ms": round(statistics.median(self._det_ms), 1) if self._det_ms else None,
+            "faces": self.faces,
+            "frames_total": self.frames_total,
+            "frames_obscured": self.frames_obscured,
+            "frames_dropped": self.frames_dropped + (rec.frames_dropped if rec else 0),
+            "detector_errors": self.detector_errors,
+            "recording_bytes": rec.bytes_on_disk if rec else 0,
+            "recording_error": rec.error if rec else None,
+            "source_state": self.capture.state,
+            "recording": self.recording,
+            "privacy": self._privacy,
+            "latency_ms": (
+                round(statistics.median(self._latency_ms), 1) if self._latency_ms else None
+            ),
+        }
+
+    def _maybe_stats(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._stats_t < STATS_PERIOD_S:
+            return
+        s = self.stats()
+        self._stats_t = now
+        self._stats_frames = 0
+        self._stats_runs = self.detector_runs
+        for listener in self.listeners:
+            try:
+                listener.on_stats(s)
+            except Exception:
+                log.exception("listener failed", extra=fields(listener=type(listener).__name__))

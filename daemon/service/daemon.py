@@ -1,0 +1,281 @@
+"""The long-running service around one pipeline: signals, reload, exit codes, systemd.
+
+* SIGTERM/SIGINT: stop capturing, emit the frames still held, finish the segment, exit 0.
+* SIGHUP: re-read the config. An invalid one is logged with file, line and field and the
+  running pipeline stays. A valid one restarts the pipeline when a section it uses changed
+  (a changed ``detect`` section builds and checks the new detector first; if its model is
+  wrong the old pipeline keeps running). ``logging`` changes apply in place; ``mqtt`` changes
+  go to the reload hooks (the MQTT bridge).
+* A model that cannot load means nothing is recorded: the error is logged and the process
+  exits with :data:`EXIT_MODEL` so that systemd shows the unit failed.
+
+The service is also the stable control surface (``daemon.events.PipelineControls``) for
+listeners such as the MQTT bridge: it outlives pipeline restarts and re-attaches listeners.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from daemon import logs
+from daemon.config import Config, ConfigError, load
+from daemon.events import PipelineListener
+from daemon.frames import MaskedFrame
+from daemon.logs import fields
+from daemon.service.notify import Notifier, StatusListener
+from daemon.state import StateStore
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1  # the source could not be used at all (e.g. a file that does not open)
+EXIT_CONFIG = 2  # invalid config at start
+EXIT_MODEL = 3  # detector model missing or corrupt: nothing was recorded
+
+PIPELINE_SECTIONS = ("camera", "detect", "track", "mask", "gate", "recording")
+
+
+class StartError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Service:
+    """Runs pipelines for one camera until told to stop."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        config_path: Path | None = None,
+        source: str | None = None,
+        fast: bool = False,
+        on_written: Callable[[MaskedFrame, int], None] | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.source_override = source
+        self.fast = fast
+        self._on_written_ext = on_written
+        self.notifier = notifier or Notifier()
+        self.state = StateStore(cfg.recording.resolved_state_file())
+        self.listeners: list[PipelineListener] = [StatusListener(self.notifier)]
+        self.reload_hooks: list[Callable[[Config], None]] = []
+        self.pipeline: Any = None
+        self._written_total = 0
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._detector: Any = None
+        self._ready = False
+
+    # -- controls for listeners (thread-safe) -----------------------------------------------
+
+    def set_privacy(self, on: bool) -> None:
+        p = self.pipeline
+        if p is not None:
+            p.set_privacy(on)
+        else:
+            self.state.update(privacy=bool(on))
+
+    def set_recording(self, on: bool) -> None:
+        p = self.pipeline
+        if p is not None:
+            p.set_recording(on)
+        else:
+            self.state.update(recording=bool(on))
+
+    @property
+    def privacy(self) -> bool:
+        return self.state.switches.privacy
+
+    @property
+    def recording(self) -> bool:
+        return self.state.switches.recording and self.cfg.recording.enabled
+
+    def add_listener(self, listener: PipelineListener) -> None:
+        self.listeners.append(listener)
+        if self.pipeline is not None:
+            self.pipeline.add_listener(listener)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    # -- building ----------------------------------------------------------------------------
+
+    def _build_detector(self, cfg: Config) -> Any:
+        from daemon.detect import ModelError, build_detector
+
+        try:
+            det = build_detector(cfg.detect)
+            import numpy as np
+
+            det.detect(np.zeros((64, 64, 3), np.uint8))  # load and warm up before any frame
+        except ModelError as exc:
+            raise StartError(
+                f"detector model unusable, recording nothing: {exc}", EXIT_MODEL
+            ) from None
+        return det
+
+    def _build_pipeline(self, cfg: Config, detector: Any) -> Any:
+        from daemon.capture.sources import SourceError, make_source
+        from daemon.mask.masker import Masker
+        from daemon.pipeline import Pipeline
+
+        camera = cfg.camera
+        if self.fast:
+            camera = camera.model_copy(update={"realtime": False, "loop": False})
+            cfg = cfg.model_copy(update={"camera": camera})
+        try:
+            source = make_source(camera, self.source_override)
+        except SourceError as exc:
+            raise StartError(str(exc), EXIT_RUNTIME) from None
+        p = Pipeline(
+            cfg,
+            source,
+            detector,
+            Masker(cfg.mask),
+            fast=self.fast,
+            state=self.state,
+            on_written=self._written,
+            heartbeat=self.notifier.progress,
+            on_ready=self._on_ready,
+        )
+        for listener in self.listeners:
+            p.add_listener(listener)
+        return p
+
+    def _written(self, frame: MaskedFrame, n: int) -> None:
+        if self._on_written_ext is not None:
+            self._on_written_ext(frame, self._written_total)
+        self._written_total += 1
+
+    def _on_ready(self) -> None:
+        if not self._ready:
+            self._ready = True
+            self.notifier.ready()
+
+    # -- running -----------------------------------------------------------------------------
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
+        signal.signal(signal.SIGINT, lambda *_: self.request_stop())
+        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+
+    def run(self, duration_s: float | None = None) -> int:
+        """Run until stopped, the source ends, ``duration_s`` passes or the detector fails."""
+        try:
+            self._detector = self._build_detector(self.cfg)
+            self.pipeline = self._build_pipeline(self.cfg, self._detector)
+        except StartError as exc:
+            log.critical(str(exc))
+            return exc.code
+        self.pipeline.start()
+        log.info(
+            "running",
+            extra=fields(
+                camera=self.cfg.camera.name,
+                source=self.pipeline.source.name,
+                recordings=Path(self.cfg.recording.path) / self.cfg.camera.name,
+            ),
+        )
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        code = EXIT_OK
+        while True:
+            p = self.pipeline
+            if self._stop.is_set():
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if p.done.is_set():
+                if p.fatal:
+                    log.critical("stopped", extra=fields(reason=p.fatal))
+                    code = EXIT_MODEL
+                elif p.capture.error:
+                    log.error("source failed", extra=fields(error=p.capture.error))
+                    code = EXIT_RUNTIME
+                break
+            if self._reload.is_set():
+                self._reload.clear()
+                self._do_reload()
+                continue
+            wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+            self._stop.wait(wait)
+        self.notifier.stopping()
+        self.pipeline.stop()
+        s = self.pipeline.stats()
+        log.info(
+            "stopped",
+            extra=fields(
+                frames=s["frames_total"],
+                obscured=s["frames_obscured"],
+                dropped=s["frames_dropped"],
+                written=self._written_total,
+            ),
+        )
+        return code
+
+    def _do_reload(self) -> None:
+        if self.config_path is None:
+            log.warning("reload ignored: running without a config file")
+            return
+        self.notifier.reloading()
+        try:
+            try:
+                new = load(self.config_path)
+            except ConfigError as exc:
+                for problem in exc.problems:
+                    log.error(
+                        "config rejected, keeping the running one", extra=fields(problem=problem)
+                    )
+                return
+            old = self.cfg
+            changed = [s for s in Config.model_fields if getattr(new, s) != getattr(old, s)]
+            if not changed:
+                log.info("config unchanged")
+                return
+            if "logging" in changed:
+                logs.setup(new.logging.level)
+            for hook in self.reload_hooks:
+                try:
+                    hook(new)
+                except Exception:
+                    log.exception("reload hook failed")
+            if any(s in PIPELINE_SECTIONS for s in changed) and not self._restart(new, changed):
+                return
+            self.cfg = new
+            log.info("config reloaded", extra=fields(changed=",".join(changed)))
+        finally:
+            self.notifier.reloaded()
+
+    def _restart(self, new: Config, changed: list[str]) -> bool:
+        """Swap in a pipeline built from ``new``; False (old one kept) if it cannot be built."""
+        detector = self._detector
+        if "detect" in changed:
+            try:
+                detector = self._build_detector(new)
+            except StartError as exc:
+                log.error(
+                    "new detector rejected, keeping the running pipeline", extra=fields(error=exc)
+                )
+                return False
+        try:
+            nxt = self._build_pipeline(new, detector)
+        except StartError as exc:
+            log.error("new pipeline rejected, keeping the running one", extra=fields(error=exc))
+            return False
+        self.pipeline.stop()
+        self.pipeline = nxt
+        self._detector = detector
+        nxt.start()
+        return True

@@ -1,0 +1,203 @@
+"""Carry each face's mask between detections, backwards and forwards in time (rule 3).
+
+The detector runs on some frames only. Frames are held until a detection result at or after
+them is in, so for a frame between two detections the tracker knows where each face was before
+*and* after it. ``boxes_at`` answers with, per track:
+
+* between two observations: the box interpolated linearly, widened by ``motion_growth`` times
+  half the displacement between the two observations (covers non-linear motion);
+* after the last observation (face lost, or detector missed it): the last box and the box
+  extrapolated with the face's speed, joined, grown by ``lost_growth_per_s`` per second unseen
+  and by ``motion_growth`` times the distance it may have moved, for ``hold_s`` seconds;
+* before the first observation (a face first seen at a later frame): the same, backwards.
+
+A face whose speed is unknown (seen once) is assumed to move one face size per second, so a
+face detected in frame N stays covered in N+1 and in the frames before N that were held back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from daemon.regions import Box, Detection, iou
+from daemon.track.config import TrackConfig
+
+UNKNOWN_SPEED = 1.0  # face sizes per second assumed when a track has a single observation
+MAX_SPEED_GAP_S = 1.0  # observations further apart than this do not give a speed
+
+
+@dataclass(slots=True)
+class Observation:
+    index: int
+    pts: float
+    box: Box
+    score: float
+
+
+@dataclass(slots=True)
+class Track:
+    id: int
+    label: str
+    obs: list[Observation] = field(default_factory=list)
+
+    @property
+    def last(self) -> Observation:
+        return self.obs[-1]
+
+    def velocity(self, at_end: bool) -> tuple[float, float] | None:
+        """Centre speed in px/s from the two outermost observations at one end, if close."""
+        if len(self.obs) < 2:
+            return None
+        a, b = (self.obs[-2], self.obs[-1]) if at_end else (self.obs[0], self.obs[1])
+        dt = b.pts - a.pts
+        if dt <= 0 or dt > MAX_SPEED_GAP_S:
+            return None
+        (ax, ay), (bx, by) = _centre(a.box), _centre(b.box)
+        return (bx - ax) / dt, (by - ay) / dt
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedBox:
+    box: Box
+    track_id: int
+    label: str
+    score: float
+    seen: bool  # an observation exactly at this frame
+
+
+def _centre(b: Box) -> tuple[float, float]:
+    return b[0] + b[2] / 2, b[1] + b[3] / 2
+
+
+def _grow(b: Box, ex: float, ey: float) -> Box:
+    return (b[0] - ex, b[1] - ey, b[2] + 2 * ex, b[3] + 2 * ey)
+
+
+def _hull(a: Box, b: Box) -> Box:
+    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+    x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+class Tracker:
+    """Associates detections over time. Not thread-safe: one thread (the output thread) owns it.
+
+    Call :meth:`update` with each detection result in frame order, :meth:`boxes_at` for each
+    frame to emit (in order, never before a result at or after it was given to ``update``),
+    and :meth:`prune` with the newest emitted frame.
+    """
+
+    def __init__(self, cfg: TrackConfig) -> None:
+        self.cfg = cfg
+        self.tracks: list[Track] = []
+        self._next_id = 1
+        self._last_update_index = -1
+
+    def _predict(self, t: Track, pts: float) -> Box:
+        """Where a track may be at ``pts`` after its last observation (for matching)."""
+        return self._extrapolate(t, pts, at_end=True)
+
+    def _extrapolate(self, t: Track, pts: float, at_end: bool) -> Box:
+        o = t.last if at_end else t.obs[0]
+        dt = abs(pts - o.pts)
+        x, y, w, h = o.box
+        v = t.velocity(at_end)
+        if v is None:
+            size = max(w, h)
+            ex = ey = self.cfg.motion_growth * UNKNOWN_SPEED * size * dt
+            moved = o.box
+        else:
+            sign = 1.0 if at_end else -1.0
+            moved = (x + sign * v[0] * dt, y + sign * v[1] * dt, w, h)
+            ex = self.cfg.motion_growth * abs(v[0]) * dt
+            ey = self.cfg.motion_growth * abs(v[1]) * dt
+        g = self.cfg.lost_growth_per_s * dt
+        ex += w * g / 2
+        ey += h * g / 2
+        return _grow(_hull(o.box, moved), ex, ey)
+
+    def update(self, index: int, pts: float, detections: list[Detection]) -> None:
+        """Add one detection result (frame ``index``); results must come in frame order."""
+        if index <= self._last_update_index:
+            return
+        self._last_update_index = index
+        live = [t for t in self.tracks if pts - t.last.pts <= self.cfg.hold_s]
+        pairs: list[tuple[float, int, int]] = []
+        for ti, t in enumerate(live):
+            pred = self._predict(t, pts)
+            for di, d in enumerate(detections):
+                if d.label != t.label:
+                    continue
+                score = iou(pred, d.box)
+                cx, cy = _centre(d.box)
+                inside = pred[0] <= cx <= pred[0] + pred[2] and pred[1] <= cy <= pred[1] + pred[3]
+                if score >= self.cfg.iou_match or inside:
+                    pairs.append((score + (0.5 if inside else 0.0), ti, di))
+        pairs.sort(reverse=True)
+        used_t: set[int] = set()
+        used_d: set[int] = set()
+        for _, ti, di in pairs:
+            if ti in used_t or di in used_d:
+                continue
+            used_t.add(ti)
+            used_d.add(di)
+            d = detections[di]
+            live[ti].obs.append(Observation(index, pts, d.box, d.score))
+        for di, d in enumerate(detections):
+            if di not in used_d:
+                self.tracks.append(
+                    Track(self._next_id, d.label, [Observation(index, pts, d.box, d.score)])
+                )
+                self._next_id += 1
+
+    def boxes_at(self, index: int, pts: float) -> list[TrackedBox]:
+        """Every box to mask in frame ``index`` (shown at ``pts``)."""
+        out: list[TrackedBox] = []
+        hold = self.cfg.hold_s
+        for t in self.tracks:
+            before = after = None
+            for o in t.obs:
+                if o.index <= index:
+                    before = o
+                elif after is None:
+                    after = o
+                    break
+            if before is not None and before.index == index:
+                out.append(TrackedBox(before.box, t.id, t.label, before.score, True))
+            elif before is not None and after is not None:
+                span = after.pts - before.pts
+                f = 0.5 if span <= 0 else min(1.0, max(0.0, (pts - before.pts) / span))
+                b = tuple(bv + (av - bv) * f for bv, av in zip(before.box, after.box, strict=True))
+                (bx, by), (ax, ay) = _centre(before.box), _centre(after.box)
+                g = self.cfg.motion_growth * 0.5
+                lost = self.cfg.lost_growth_per_s * min(pts - before.pts, after.pts - pts)
+                ex = g * abs(ax - bx) + b[2] * lost / 2
+                ey = g * abs(ay - by) + b[3] * lost / 2
+                box = _grow(b, ex, ey)  # type: ignore[arg-type]
+                out.append(TrackedBox(box, t.id, t.label, max(before.score, after.score), False))
+            elif before is not None:
+                if pts - before.pts <= hold:
+                    box = self._extrapolate(t, pts, at_end=True)  # before is t.last here
+                    out.append(TrackedBox(box, t.id, t.label, before.score, False))
+            elif after is not None and after.pts - pts <= hold:
+                box = self._extrapolate(t, pts, at_end=False)
+                out.append(TrackedBox(box, t.id, t.label, after.score, False))
+        return out
+
+    def count_at(self, index: int, pts: float) -> int:
+        return len(self.boxes_at(index, pts))
+
+    def prune(self, emitted_index: int, emitted_pts: float) -> None:
+        """Forget what no frame after ``emitted_index`` can need any more."""
+        keep: list[Track] = []
+        for t in self.tracks:
+            if emitted_pts - t.last.pts > self.cfg.hold_s:
+                continue
+            # keep the last observation at or before the emitted frame and one more for speed
+            k = 0
+            for i, o in enumerate(t.obs):
+                if o.index <= emitted_index:
+                    k = i
+            t.obs = t.obs[max(0, k - 1) :]
+            keep.append(t)
+        self.tracks = keep

@@ -204,6 +204,7 @@ def render_ruleset(
         "MDNS": "accept" if mdns else "counter name dropped_out drop",
         "MDNS_IN": "accept" if mdns else "counter name dropped_in drop",
     }
+    template = "".join(ln for ln in template.splitlines(True) if not ln.startswith("#:"))
     unknown = set(_TOKEN.findall(template)) - values.keys()
     if unknown:
         raise NetPolicyError(f"nftables template: unknown placeholder(s) {sorted(unknown)}")

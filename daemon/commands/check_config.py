@@ -52,7 +52,8 @@ def _apply_network(cfg: Config, args: argparse.Namespace) -> int:
         return 1
     for peer in result.peers:
         addrs = ", ".join(str(a) for a in peer.addresses)
-        print(f"allow {peer.role} {peer.host}:{peer.port} -> {addrs}")
+        host = f"[{peer.host}]" if ":" in peer.host else peer.host
+        print(f"allow {peer.role} {host}:{peer.port} -> {addrs}")
     for path in (result.dropin, result.ruleset):
         print(f"{path}: {'written' if path in result.changed else 'unchanged'}")
     for note in result.notes:

@@ -14,6 +14,7 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav
   opencv-doc                                                         # real sample clips (vtest.avi)
   nftables iproute2 systemd                                          # firewall and unit checks
+  python3-numpy python3-systemd                                      # install.sh test: Pi-like venv
 )
 
 missing=()

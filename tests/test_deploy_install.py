@@ -3,7 +3,10 @@
 The staging root gets its own /etc/passwd and /etc/group, so the veilcam user is created there
 and nowhere else; no apt, no systemctl. Installing twice must give the same tree, an edited
 config must survive, and uninstall must keep recordings and config unless asked to purge.
-Needs root (chown, useradd --prefix) and the network to PyPI (or pip's cache) for the venv.
+It installs as on a Raspberry Pi (``--platform pi``) with Debian's own Python 3.11, whose
+python3-numpy (1.24, as on Bookworm) and python3-systemd the venv must use rather than replace.
+Needs root (chown, useradd --prefix), those apt packages (scripts/setup.sh) and PyPI (or pip's
+cache) for the venv.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "deploy" / "install.sh"
+SYSTEM_PY = "/usr/bin/python3"
+PI = ("--platform", "pi", "--python", SYSTEM_PY)
 UNINSTALL = REPO / "deploy" / "uninstall.sh"
 
 
@@ -76,11 +81,16 @@ def ids(root: Path, name: str) -> tuple[int, int]:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict, dict]]:
     if os.geteuid() != 0:
         pytest.fail("install.sh tests need root (CI runs as root)")
+    apt = subprocess.run(
+        [SYSTEM_PY, "-c", "import numpy, systemd.daemon"], capture_output=True, check=False
+    )
+    if apt.returncode != 0:
+        pytest.fail("apt packages python3-numpy and python3-systemd missing (scripts/setup.sh)")
     root = make_root(tmp_path_factory.mktemp("stage") / "root")
-    first = run(INSTALL, root, "--platform", "debian")
+    first = run(INSTALL, root, *PI)
     assert first.returncode == 0, first.stdout + first.stderr
     snap1 = snapshot(root)
-    second = run(INSTALL, root, "--platform", "debian")
+    second = run(INSTALL, root, *PI)
     assert second.returncode == 0, second.stdout + second.stderr
     yield root, snap1, snapshot(root)
 
@@ -127,17 +137,19 @@ def test_layout_user_and_permissions(installed: tuple[Path, dict, dict]) -> None
     repo_models = sorted(p.name for p in (REPO / "models").glob("*.tflite"))
     assert sorted(p.name for p in (root / "opt/veilcam/models").glob("*.tflite")) == repo_models
 
-    # the venv runs the installed package, with the journal/notify binding the unit needs
+    # the venv runs the installed package, with apt's numpy (what picamera2 was built against)
+    # and apt's systemd binding (not rebuilt from the sdist)
     py = root / "opt/veilcam/venv/bin/python"
-    probe = subprocess.run(
-        [str(py), "-c", "import daemon, daemon.netpolicy, systemd.daemon; print(daemon.__file__)"],
-        capture_output=True,
-        text=True,
-        cwd="/",
-        check=False,
+    code = (
+        "import daemon, daemon.netpolicy, numpy, systemd.daemon, cv2, av;"
+        "print(daemon.__file__); print(numpy.__file__); print(systemd.daemon.__file__)"
     )
+    probe = subprocess.run([str(py), "-c", code], capture_output=True, text=True, cwd="/")
     assert probe.returncode == 0, probe.stderr
-    assert probe.stdout.startswith(str(root / "opt/veilcam/venv"))
+    pkg, numpy_file, systemd_file = probe.stdout.split()
+    assert pkg.startswith(str(root / "opt/veilcam/venv"))
+    assert numpy_file.startswith("/usr/lib/python3/dist-packages/")
+    assert systemd_file.startswith("/usr/lib/python3/dist-packages/")
 
 
 @pytest.mark.slow
@@ -149,7 +161,7 @@ def test_edited_config_survives_and_uninstall_keeps_data_unless_purged(
     edited = config.read_text().replace("host: 127.0.0.1", "host: 192.0.2.77", 1)
     assert edited != config.read_text()
     config.write_text(edited)
-    proc = run(INSTALL, root, "--platform", "debian")
+    proc = run(INSTALL, root, *PI)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert config.read_text() == edited
     assert (root / "etc/veilcam/config.yaml.dist").read_text() == (REPO / "config.yaml").read_text()

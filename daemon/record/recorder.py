@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections import deque
@@ -66,6 +67,7 @@ class Recorder:
         self.frames_written = 0
         self.frames_dropped = 0  # not written because of disk errors or a full queue
         self.segments: list[Path] = []  # every segment this recorder opened
+        self.cut_segments: list[Path] = []  # segments cut back to their last fragment
         self.error: str | None = None  # the last disk problem, None when healthy
         self._writer: H264Writer | None = None
         self._seg_start_pts = 0.0
@@ -79,6 +81,7 @@ class Recorder:
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self.bytes_on_disk = 0
         self.last_progress = time.monotonic()  # the thread handled something (watchdog)
+        self.retry_after_error_s = RETRY_AFTER_ERROR_S
 
     # -- called from the pipeline's output thread ----------------------------------------
 
@@ -230,6 +233,7 @@ class Recorder:
         except EncodeError as exc:
             path = self._writer.path
             self._writer = None  # the writer already cut the file back to its last fragment
+            self.cut_segments.append(path)
             self.frames_dropped += 1
             self._disk_problem(exc, path)
             return
@@ -247,11 +251,16 @@ class Recorder:
         self.error = f"disk full: {path.parent}" if full else f"{exc}"
         log.error(
             "recording failed, retrying" if not full else "disk full, freeing space",
-            extra=fields(path=path, error=exc, retry_in_s=RETRY_AFTER_ERROR_S),
+            extra=fields(path=path, error=exc, retry_in_s=self.retry_after_error_s),
         )
-        self._retry_at = time.monotonic() + RETRY_AFTER_ERROR_S
+        self._retry_at = time.monotonic() + self.retry_after_error_s
         if full:
-            self._retention(keep=None, free=FREE_AFTER_FULL_BYTES)
+            # keep the segment just cut back: what it holds up to its last fragment stays
+            try:
+                total = shutil.disk_usage(self.camera_dir).total
+            except OSError:
+                total = FREE_AFTER_FULL_BYTES * 10
+            self._retention(keep=path, free=min(FREE_AFTER_FULL_BYTES, total // 10))
 
     def _retention(self, keep: Path | None, free: int = 0) -> None:
         self._last_retention = time.monotonic()

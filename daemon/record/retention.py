@@ -47,11 +47,6 @@ def disk_usage(camera_dir: Path) -> int:
     return sum(s.size for s in list_segments(camera_dir))
 
 
-def _free_percent(path: Path) -> float:
-    du = shutil.disk_usage(path)
-    return 100.0 * du.free / du.total if du.total else 100.0
-
-
 def enforce(
     camera_dir: Path,
     cfg: RecordingConfig,

@@ -11,8 +11,9 @@ them is in, so for a frame between two detections the tracker knows where each f
   and by ``motion_growth`` times the distance it may have moved, for ``hold_s`` seconds;
 * before the first observation (a face first seen at a later frame): the same, backwards.
 
-A face whose speed is unknown (seen once) is assumed to move one face size per second, so a
-face detected in frame N stays covered in N+1 and in the frames before N that were held back.
+A face whose speed is unknown (seen once) is assumed to move up to three face sizes per second
+(growth capped at 1.5 face sizes per side), so a face detected in frame N stays covered in N+1
+and in the frames before N that were held back.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from dataclasses import dataclass, field
 from daemon.regions import Box, Detection, iou
 from daemon.track.config import TrackConfig
 
-UNKNOWN_SPEED = 1.0  # face sizes per second assumed when a track has a single observation
+UNKNOWN_SPEED = 3.0  # face sizes per second assumed when a track has a single observation
+UNKNOWN_MAX_GROWTH = 1.5  # ... but it grows by at most this many face sizes on each side
 MAX_SPEED_GAP_S = 1.0  # observations further apart than this do not give a speed
 
 
@@ -104,7 +106,7 @@ class Tracker:
         v = t.velocity(at_end)
         if v is None:
             size = max(w, h)
-            ex = ey = self.cfg.motion_growth * UNKNOWN_SPEED * size * dt
+            ex = ey = size * min(UNKNOWN_MAX_GROWTH, self.cfg.motion_growth * UNKNOWN_SPEED * dt)
             moved = o.box
         else:
             sign = 1.0 if at_end else -1.0

@@ -162,14 +162,15 @@ install -m 0644 "$SRC/README.md" "$R$OPT/README.md"
 ln -sfn "$VENV/bin/veilcam" "$R/usr/local/bin/veilcam"
 
 # --- config ----------------------------------------------------------------------------------
+# the documented defaults and examples, for reference; the live config is never overwritten
+install -m 0644 "$SRC/config.yaml" "$R$OPT/share/config.yaml"
+install -d -m 0755 "$R$OPT/share/examples"
+install -m 0644 "$SRC"/deploy/examples/* "$R$OPT/share/examples/"
 if [ ! -e "$R$ETC/config.yaml" ]; then
   say "installing the default config $ETC/config.yaml"
   install -m 0640 -o 0 -g "$VGID" "$SRC/config.yaml" "$R$ETC/config.yaml"
-  rm -f "$R$ETC/config.yaml.dist"
 elif ! cmp -s "$SRC/config.yaml" "$R$ETC/config.yaml"; then
-  # kept as it is; the new default beside it, for comparison (like dpkg's .dpkg-dist)
-  install -m 0644 "$SRC/config.yaml" "$R$ETC/config.yaml.dist"
-  say "kept your $ETC/config.yaml (new default: $ETC/config.yaml.dist)"
+  say "kept your $ETC/config.yaml (the defaults are in $OPT/share/config.yaml)"
 fi
 if [ -e "$R$ETC/mqtt-password" ]; then
   chown 0:"$VGID" "$R$ETC/mqtt-password"

@@ -34,7 +34,7 @@ if [ "$ROOT" = / ] && command -v nft >/dev/null; then
 fi
 rm -rf "$R/etc/systemd/system/veilcam.service" "$R/etc/systemd/system/veilcam.service.d" \
   "$R/etc/systemd/system/veilcam-firewall.service" \
-  "$R/opt/veilcam" "$R/etc/veilcam/firewall.nft" "$R/etc/veilcam/config.yaml.dist"
+  "$R/opt/veilcam" "$R/etc/veilcam/firewall.nft"
 [ "$(readlink "$R/usr/local/bin/veilcam" 2>/dev/null)" = /opt/veilcam/venv/bin/veilcam ] &&
   rm -f "$R/usr/local/bin/veilcam"
 ((SYSTEMCTL)) && systemctl daemon-reload

@@ -164,7 +164,10 @@ def test_edited_config_survives_and_uninstall_keeps_data_unless_purged(
     proc = run(INSTALL, root, *PI)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert config.read_text() == edited
-    assert (root / "etc/veilcam/config.yaml.dist").read_text() == (REPO / "config.yaml").read_text()
+    assert (root / "opt/veilcam/share/config.yaml").read_text() == (
+        REPO / "config.yaml"
+    ).read_text()
+    assert not (root / "etc/veilcam/config.yaml.dist").exists()
     dropin = (root / "etc/systemd/system/veilcam.service.d/50-network.conf").read_text()
     assert "IPAddressAllow=192.0.2.77" in dropin.splitlines()
     assert "IPAddressAllow=127.0.0.1" not in dropin.splitlines()

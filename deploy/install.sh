@@ -68,6 +68,23 @@ fi
 case $PLATFORM in pi | jetson | debian) ;; *) echo "install.sh: bad --platform $PLATFORM" >&2; exit 2 ;; esac
 say "platform: $PLATFORM, installing into ${ROOT}"
 
+# The appliance firewall of an earlier install blocks apt's mirrors and PyPI: lift it while this
+# script runs; it is loaded again at the end (or on the way out, if something fails).
+constraints=$(mktemp)
+firewall_was_up=0
+finish() {
+  rm -f "$constraints"
+  if ((firewall_was_up)) && ! systemctl is-active --quiet veilcam-firewall.service; then
+    systemctl start veilcam-firewall.service || true
+  fi
+}
+trap finish EXIT
+if ((SYSTEMCTL)) && systemctl is-active --quiet veilcam-firewall.service; then
+  say "lifting the appliance firewall while installing"
+  firewall_was_up=1
+  systemctl stop veilcam-firewall.service
+fi
+
 # --- system packages -------------------------------------------------------------------------
 py_ok() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }
 if [ -z "$PYTHON" ]; then
@@ -86,8 +103,6 @@ if ((APT)); then
   done
   if ((${#missing[@]})); then
     say "apt-get install ${missing[*]}"
-    # the appliance firewall (from an earlier install) blocks the package mirrors: lift it
-    ((SYSTEMCTL)) && systemctl stop veilcam-firewall.service 2>/dev/null || true
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi
@@ -125,13 +140,11 @@ if [ ! -x "$venv_py" ]; then
   say "creating venv $VENV (with system site packages, for apt's picamera2)"
   "$PYTHON" -m venv --system-site-packages "$R$VENV"
 fi
-constraints=$(mktemp)
-trap 'rm -f "$constraints"' EXIT
 if [ "$PLATFORM" = pi ]; then
   cat "$SRC/deploy/constraints-bookworm.txt" >>"$constraints"
   # use exactly apt's numpy, which picamera2 and simplejpeg were built against
   sysnp=$("$PYTHON" -c 'import numpy; print(numpy.__version__)' 2>/dev/null || true)
-  [ -n "$sysnp" ] && echo "numpy==$sysnp" >>"$constraints"
+  if [ -n "$sysnp" ]; then echo "numpy==$sysnp" >>"$constraints"; fi
 fi
 say "installing veilcam into $VENV"
 # from a copy of the source kept at $OPT/src: the build never writes into the clone, and pip

@@ -238,7 +238,7 @@ fi
 
 say "veilcam installed"
 cat <<EOF
-  config:      $ETC/config.yaml   (then: veilcam check-config && sudo systemctl reload veilcam)
+  config:      $ETC/config.yaml   (then: sudo veilcam check-config && sudo systemctl reload veilcam)
   broker/firewall changes:        sudo veilcam check-config --apply-network && sudo systemctl restart veilcam
   recordings:  $DATA/recordings
   check it:    systemctl status veilcam

@@ -20,9 +20,11 @@ def main() -> None:
     port, what = sys.argv[1], sys.argv[2]
     Gst.init(None)
     if what == "testsrc":
-        src = "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=25/1"
+        src = "videotestsrc is-live=true pattern=ball"
+        src += " ! video/x-raw,width=320,height=240,framerate=25/1"
     else:
-        src = f"filesrc location={what} ! decodebin ! videoconvert ! videorate ! video/x-raw,framerate=25/1"
+        src = f"filesrc location={what} ! decodebin ! videoconvert ! videorate"
+        src += " ! video/x-raw,framerate=25/1"
     launch = (
         f"( {src} ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 "
         "! rtph264pay name=pay0 pt=96 config-interval=1 )"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def test_file_once_as_fast_as_possible(data_dir: Path) -> None:
     assert [i for i, _, _ in col.frames] == list(range(77))
     assert col.frames[0][2] == (480, 640, 3)
     pts = [p for _, p, _ in col.frames]
-    assert pts[0] == 0.0 and all(b > a for a, b in zip(pts, pts[1:], strict=False))
+    assert pts[0] == 0.0 and all(b > a for a, b in itertools.pairwise(pts))
     assert runner.state == "ended" and runner.error is None
 
 
@@ -70,7 +71,7 @@ def test_file_loop_keeps_time_increasing(data_dir: Path) -> None:
     cfg = CameraConfig(loop=True, realtime=False)
     _, col = run_capture(FileSource(str(clip(data_dir)), loop=True, realtime=False), cfg, 170)
     pts = [p for _, p, _ in col.frames]
-    assert all(b > a for a, b in zip(pts, pts[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(pts))
     assert pts[100] > 77 / 30.0  # the second pass continues the clock
 
 
@@ -111,7 +112,7 @@ def test_rtsp_over_tcp(data_dir: Path) -> None:
         cfg = CameraConfig(open_timeout_s=5)
         src = make_source(cfg, f"rtsp://127.0.0.1:{port}/cam")
         assert isinstance(src, NetworkSource) and src.live
-        runner, col = run_capture(src, cfg, limit=30)
+        _runner, col = run_capture(src, cfg, limit=30)
         assert all(shape == (480, 640, 3) for _, _, shape in col.frames)
         assert [i for i, _, _ in col.frames[:30]] == list(range(30))
     finally:
@@ -166,6 +167,7 @@ def test_http_mpegts_stream(data_dir: Path) -> None:
 
 
 FAKE_PICAMERA2 = """
+import numpy as np
 
 calls = []
 
@@ -225,7 +227,7 @@ def test_picamera2_source(fake_picamera2) -> None:
     cfg = CameraConfig(source="picamera2", width=320, height=240, realtime=False)
     src = make_source(cfg)
     assert isinstance(src, Picamera2Source)
-    runner, col = run_capture(src, cfg, limit=5)
+    _runner, col = run_capture(src, cfg, limit=5)
     assert all(shape == (240, 320, 3) for _, _, shape in col.frames)
     calls = fake_picamera2.calls
     assert calls[:4] == ["init", ("config", (320, 240), "RGB888"), "configure", "start"]

@@ -35,11 +35,12 @@ check_units() {
   mkdir -p "$stage/veilcam.service.d"
   PYTHONPATH=$REPO "$PY" - "$stage/veilcam.service.d/50-network.conf" <<'EOF'
 import sys
+from ipaddress import ip_address
 from pathlib import Path
-from daemon.config import parse
-from daemon.netpolicy import render_dropin, resolve, wanted_peers
-cfg = parse("mqtt: {host: 192.0.2.10}\ncamera: {source: 'rtsp://192.0.2.20/stream'}\n")
-Path(sys.argv[1]).write_text(render_dropin(resolve(wanted_peers(cfg))))
+from daemon.netpolicy import Peer, render_dropin
+peers = [Peer("mqtt", "192.0.2.10", 1883, (ip_address("192.0.2.10"),)),
+         Peer("camera", "192.0.2.20", 554, (ip_address("192.0.2.20"),))]
+Path(sys.argv[1]).write_text(render_dropin(peers))
 EOF
   for u in "$stage"/*.service; do
     local name err

@@ -1,0 +1,241 @@
+"""Pipeline mechanics with real files, real encoder and a scripted stand-in detector.
+
+The stand-in finds a bright square that the test draws into a real video, so the truth is
+known for every frame. It is slow on purpose, so it sees only some frames, as on a Pi.
+The end-to-end "no unmasked face" check with the real detector is in test_pipeline_faces.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from daemon.capture.sources import FileSource
+from daemon.config import Config
+from daemon.detect.errors import DetectorError, ModelError
+from daemon.frames import MaskedFrame
+from daemon.mask.masker import Masker
+from daemon.pipeline import Pipeline
+from daemon.regions import Detection
+from daemon.state import StateStore
+from tests._live import probe, segments, wait_for
+
+W, H, FPS, N = 320, 240, 25, 60
+SQ = 30  # square side
+
+
+def square_at(i: int) -> tuple[int, int] | None:
+    """Where the bright square is in frame ``i`` (None before it appears at frame 17)."""
+    if i < 17:
+        return None
+    return 20 + 6 * (i - 17), 100 + (i % 5)
+
+
+@pytest.fixture(scope="module")
+def square_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("clip") / "square.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=Fraction(FPS))
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        s.codec_context.options = {"crf": "10", "preset": "ultrafast"}
+        for i in range(N):
+            img = np.full((H, W, 3), 40, np.uint8)
+            pos = square_at(i)
+            if pos:
+                img[pos[1] : pos[1] + SQ, pos[0] : pos[0] + SQ] = 250
+            vf = av.VideoFrame.from_ndarray(img, format="bgr24")
+            vf.pts = i
+            for p in s.encode(vf):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return path
+
+
+class SquareDetector:
+    """Finds the bright square; ``delay_s`` makes it miss frames like a slow device."""
+
+    def __init__(self, delay_s: float = 0.06) -> None:
+        self.delay_s = delay_s
+        self.seen: list[int] = []
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        time.sleep(self.delay_s)  # stands in for inference time
+        ys, xs = np.nonzero(image[:, :, 1] > 200)
+        if len(xs) < 50:
+            return []
+        x0, y0 = xs.min(), ys.min()
+        return [
+            Detection(
+                (float(x0), float(y0), float(xs.max() - x0 + 1), float(ys.max() - y0 + 1)), 0.9
+            )
+        ]
+
+
+class Failing:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        raise self.exc
+
+
+class Blocking:
+    """A detector that hangs until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        self.release.wait(30)
+        return []
+
+
+class Recording:
+    """A listener that keeps what it is told (frames as index/regions/obscured only)."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[int, list[Any], bool, str]] = []
+        self.events: list[dict[str, Any]] = []
+        self.stats: list[dict[str, Any]] = []
+
+    def on_frame(self, frame: MaskedFrame, faces: int) -> None:
+        assert isinstance(frame, MaskedFrame)
+        self.frames.append((frame.index, list(frame.regions), frame.obscured, frame.reason))
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    def on_stats(self, stats: dict[str, Any]) -> None:
+        self.stats.append(stats)
+
+
+def make_cfg(tmp_path: Path, **sections: dict[str, Any]) -> Config:
+    data: dict[str, Any] = {
+        "camera": {"name": "t", "loop": False, "realtime": False},
+        "recording": {"path": str(tmp_path / "rec"), "segment_s": 60},
+    }
+    for k, v in sections.items():
+        data[k] = {**data.get(k, {}), **v}
+    return Config.model_validate(data)
+
+
+def run_pipeline(cfg: Config, clip: Path, detector: Any, **kw: Any) -> tuple[Pipeline, Recording]:
+    src = FileSource(str(clip), loop=cfg.camera.loop, realtime=cfg.camera.realtime)
+    p = Pipeline(cfg, src, detector, Masker(cfg.mask), fast=True, **kw)
+    rec = Recording()
+    p.add_listener(rec)
+    p.start()
+    assert p.wait(60), "pipeline did not finish"
+    p.stop()
+    return p, rec
+
+
+def covers(region_box: tuple[int, ...], x: int, y: int) -> bool:
+    rx, ry, rw, rh = region_box
+    return rx <= x and ry <= y and rx + rw >= x + SQ and ry + rh >= y + SQ
+
+
+def test_every_frame_with_the_square_is_masked_even_before_first_detection(
+    tmp_path: Path, square_clip: Path
+) -> None:
+    det = SquareDetector(delay_s=0.06)
+    cfg = make_cfg(tmp_path, mask={"shape": "box"})
+    p, rec = run_pipeline(cfg, square_clip, det)
+    assert [i for i, *_ in rec.frames] == list(range(N))  # in order, none dropped
+    assert p.frames_obscured == 0
+    assert p.detector_runs < N  # the detector saw only some frames
+    for i, regions, obscured, _ in rec.frames:
+        pos = square_at(i)
+        if pos is None:
+            continue
+        assert not obscured
+        assert any(covers(r.box, *pos) for r in regions), (i, pos, [r.box for r in regions])
+    # the recording holds the same number of frames and plays
+    files = segments(tmp_path / "rec")
+    assert sum(probe(f)[0] for f in files) == N
+    assert all(probe(f)[1] == "" for f in files)
+
+
+def test_events_start_and_end_with_tracks(tmp_path: Path, square_clip: Path) -> None:
+    cfg = make_cfg(tmp_path, track={"hold_s": 0.2})
+    _, rec = run_pipeline(cfg, square_clip, SquareDetector(0.0))
+    kinds = [e["type"] for e in rec.events]
+    assert kinds[0] == "start" and kinds[-1] == "end"
+    assert rec.events[0]["count"] == 1 and rec.events[0]["label"] == "face"
+    assert len({e["id"] for e in rec.events}) == 1
+    assert rec.stats and rec.stats[-1]["frames_total"] == N
+    assert rec.stats[-1]["source_state"] == "ended"
+
+
+def test_failing_detector_obscures_every_frame_and_counts_it(
+    tmp_path: Path, square_clip: Path
+) -> None:
+    cfg = make_cfg(tmp_path, gate={"deadline_ms": 100})
+    p, rec = run_pipeline(cfg, square_clip, Failing(DetectorError("interpreter exploded")))
+    assert len(rec.frames) == N
+    assert all(obscured and reason == "detection-failed" for _, _, obscured, reason in rec.frames)
+    assert p.frames_obscured == N and p.detector_errors > 0
+
+
+def test_drop_mode_drops_and_counts(tmp_path: Path, square_clip: Path) -> None:
+    cfg = make_cfg(tmp_path, gate={"deadline_ms": 100, "on_missing": "drop"})
+    p, rec = run_pipeline(cfg, square_clip, Failing(DetectorError("no")))
+    assert rec.frames == [] and p.frames_dropped == N
+    assert segments(tmp_path / "rec") == []
+
+
+def test_model_failure_records_nothing(tmp_path: Path, square_clip: Path) -> None:
+    cfg = make_cfg(tmp_path)
+    p, rec = run_pipeline(cfg, square_clip, Failing(ModelError("model.tflite: sha256 mismatch")))
+    assert p.fatal and "sha256" in p.fatal
+    assert rec.frames == []
+    assert all(probe(f)[0] == 0 for f in segments(tmp_path / "rec"))
+
+
+def test_hung_detector_obscures_at_the_deadline(tmp_path: Path, square_clip: Path) -> None:
+    det = Blocking()
+    cfg = make_cfg(tmp_path, gate={"deadline_ms": 50})
+    src = FileSource(str(square_clip), loop=False, realtime=False)
+    p = Pipeline(cfg, src, det, Masker(cfg.mask), fast=True)
+    rec = Recording()
+    p.add_listener(rec)
+    p.start()
+    wait_for(lambda: len(rec.frames) >= 20, 20, "obscured frames while the detector hangs")
+    assert all(o and r == "detection-missing" for _, _, o, r in rec.frames[:20])
+    det.release.set()
+    p.stop()
+
+
+def test_privacy_mode_obscures_and_persists(tmp_path: Path, square_clip: Path) -> None:
+    cfg = make_cfg(tmp_path)
+    state = StateStore(cfg.recording.resolved_state_file())
+    src = FileSource(str(square_clip), loop=False, realtime=False)
+    p = Pipeline(cfg, src, SquareDetector(0.0), Masker(cfg.mask), fast=True, state=state)
+    p.set_privacy(True)
+    rec = Recording()
+    p.add_listener(rec)
+    p.start()
+    assert p.wait(60)
+    p.stop()
+    assert rec.frames and all(o and r == "privacy" for _, _, o, r in rec.frames)
+    assert StateStore(cfg.recording.resolved_state_file()).switches.privacy is True
+    assert p.frames_obscured == 0  # privacy is not a gate failure
+
+
+def test_recording_switch_off_writes_nothing_but_listeners_get_frames(
+    tmp_path: Path, square_clip: Path
+) -> None:
+    cfg = make_cfg(tmp_path)
+    state = StateStore(cfg.recording.resolved_state_file())
+    state.update(recording=False)
+    _, rec = run_pipeline(cfg, square_clip, SquareDetector(0.0), state=state)
+    assert len(rec.frames) == N
+    assert segments(tmp_path / "rec") == []

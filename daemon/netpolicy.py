@@ -30,6 +30,7 @@ Resolver = Callable[[str, int], list[IPAddress]]
 DROPIN = Path("etc/systemd/system/veilcam.service.d/50-network.conf")
 RULESET = Path("etc/veilcam/firewall.nft")
 LAN_FILE = Path("etc/veilcam/lan-networks")
+SSHD_CONFIG = Path("etc/ssh/sshd_config")
 RESOLV_CONF = Path("etc/resolv.conf")
 TEMPLATE_INSTALLED = Path("opt/veilcam/share/nftables.conf")
 TEMPLATE_SOURCE = Path(__file__).resolve().parent.parent / "deploy" / "nftables.conf"
@@ -138,6 +139,39 @@ def read_lan(path: Path) -> tuple[IPNetwork, ...]:
     return tuple(nets)
 
 
+def read_ssh_ports(path: Path) -> list[int]:
+    """The ports sshd listens on, from its config and drop-ins (22 when none is set)."""
+    ports: set[int] = set()
+    files = [path, *sorted(path.with_name("sshd_config.d").glob("*.conf"))]
+    for f in files:
+        try:
+            text = f.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for raw in text.splitlines():
+            parts = raw.split("#", 1)[0].split()
+            if len(parts) == 2 and parts[0].lower() == "port" and parts[1].isdigit():
+                ports.add(int(parts[1]))
+            elif parts and parts[0].lower() == "match":
+                break  # Port is not allowed in Match blocks; stop at the first
+    return sorted(ports) or [22]
+
+
+def outside_lan(addresses: Iterable[str], lan: Sequence[IPNetwork]) -> list[str]:
+    """The addresses (e.g. of the SSH sessions open now) that the firewall would not let in."""
+    out = []
+    for text in addresses:
+        try:
+            addr = ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+        except ValueError:
+            continue
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+            addr = addr.ipv4_mapped
+        if not addr.is_loopback and not any(addr in n for n in lan if n.version == addr.version):
+            out.append(str(addr))
+    return out
+
+
 def read_nameservers(path: Path) -> list[IPAddress]:
     """The DNS servers in a resolv.conf, which the daemon needs to look a host name up itself."""
     servers: list[IPAddress] = []
@@ -189,7 +223,7 @@ def render_ruleset(
     template: str,
     peers: Sequence[Peer],
     lan: Sequence[IPNetwork] = DEFAULT_LAN,
-    ssh_port: int = 22,
+    ssh_ports: Sequence[int] = (22,),
     source: str = "/etc/veilcam/config.yaml",
 ) -> str:
     """Fill the nftables template (deploy/nftables.conf) with the peers and the LAN networks."""
@@ -202,7 +236,7 @@ def render_ruleset(
         "PEERS_V6": _elements(sorted(set(v6))),
         "LAN_V4": _elements([str(n) for n in lan if n.version == 4]),
         "LAN_V6": _elements([str(n) for n in lan if n.version == 6]),
-        "SSH_PORT": str(ssh_port),
+        "SSH_PORT": "{ " + ", ".join(str(p) for p in sorted(set(ssh_ports))) + " }",
         "MDNS": "accept" if mdns else "counter name dropped_out drop",
         "MDNS_IN": "accept" if mdns else "counter name dropped_in drop",
     }
@@ -271,6 +305,7 @@ def apply(
         find_template(root).read_text(encoding="utf-8"),
         peers,
         read_lan(root / LAN_FILE),
+        read_ssh_ports(root / SSHD_CONFIG),
         source=source,
     )
     check_ruleset(ruleset)

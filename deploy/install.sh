@@ -219,6 +219,19 @@ if ((config_ok)); then
   fi
 fi
 
+# SSH sessions open now from outside the LAN networks would not get back in through the firewall
+if ((FIREWALL)) && [ "$ROOT" = / ] && command -v ss >/dev/null && [ -e "$ETC/firewall.nft" ]; then
+  outside=$(ss -Htn state established 2>/dev/null | "$venv_py" -c 'import sys
+from pathlib import Path
+from daemon.netpolicy import LAN_FILE, SSHD_CONFIG, outside_lan, read_lan, read_ssh_ports
+ports = {str(p) for p in read_ssh_ports(Path("/") / SSHD_CONFIG)}
+peers = [ln.split()[3].rsplit(":", 1)[0] for ln in sys.stdin
+         if len(ln.split()) >= 4 and ln.split()[2].rsplit(":", 1)[-1] in ports]
+print(" ".join(outside_lan(peers, read_lan(Path("/") / LAN_FILE))))' || true)
+  [ -z "$outside" ] || warn "connections open from $outside, outside the LAN networks allowed to" \
+    "SSH in; list their network in $ETC/lan-networks and run 'veilcam check-config --apply-network'"
+fi
+
 if ((SYSTEMCTL)); then
   systemctl daemon-reload
   systemctl enable --quiet veilcam.service

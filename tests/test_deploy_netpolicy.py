@@ -114,6 +114,23 @@ def test_lan_file_sets_who_may_ssh_in(tmp_path: Path) -> None:
         netpolicy.read_lan(lan)
 
 
+def test_ssh_ports_come_from_sshd_config(tmp_path: Path) -> None:
+    sshd = tmp_path / "etc/ssh/sshd_config"
+    assert netpolicy.read_ssh_ports(sshd) == [22]
+    (sshd.parent / "sshd_config.d").mkdir(parents=True)
+    sshd.write_text("Include /etc/ssh/sshd_config.d/*.conf\n#Port 22\nPort 2222\nMatch User x\n")
+    (sshd.parent / "sshd_config.d/extra.conf").write_text("Port 22\n")
+    assert netpolicy.read_ssh_ports(sshd) == [22, 2222]
+    res = netpolicy.apply(parse("mqtt:\n  host: 192.0.2.10\n"), tmp_path, touch_system=False)
+    assert "tcp dport { 22, 2222 } ct state new accept" in res.ruleset.read_text()
+
+
+def test_sessions_from_outside_the_lan_are_named() -> None:
+    lan = [ipaddress.ip_network("192.168.1.0/24"), ipaddress.ip_network("fe80::/10")]
+    seen = ["192.168.1.20", "100.64.0.7", "[::ffff:192.168.1.9]", "[fe80::1%eth0]", "127.0.0.1"]
+    assert netpolicy.outside_lan(seen, lan) == ["100.64.0.7"]
+
+
 def test_template_placeholders_are_all_known() -> None:
     with pytest.raises(netpolicy.NetPolicyError, match="BOGUS"):
         netpolicy.render_ruleset("x @@BOGUS@@", [])

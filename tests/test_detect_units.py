@@ -61,7 +61,7 @@ def test_schedule_needs_a_pass() -> None:
 
 def _manifest(tmp: Path, file: str, sha: str) -> Path:
     (tmp / "manifest.yaml").write_text(
-        f"models:\n  centerface:\n    file: {file}\n    sha256: {sha}\n"
+        f"models:\n  centerface_640x352:\n    file: {file}\n    sha256: {sha}\n"
     )
     return tmp
 
@@ -69,14 +69,14 @@ def _manifest(tmp: Path, file: str, sha: str) -> Path:
 def test_missing_model_file_is_a_model_error(tmp_path: Path) -> None:
     d = _manifest(tmp_path, "gone.tflite", "0" * 64)
     with pytest.raises(ModelError, match="missing"):
-        verified_model("centerface", d)
+        verified_model("centerface_640x352", d)
 
 
 def test_altered_model_is_refused_before_loading(tmp_path: Path) -> None:
     (tmp_path / "m.tflite").write_bytes(b"not the model")
     d = _manifest(tmp_path, "m.tflite", "ab" * 32)
     with pytest.raises(ModelError, match="does not match"):
-        verified_model("centerface", d)
+        verified_model("centerface_640x352", d)
 
 
 def test_models_dir_without_manifest_is_an_error_naming_it(tmp_path: Path) -> None:

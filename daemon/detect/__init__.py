@@ -35,8 +35,13 @@ class Detector:
         """How many model runs a frame of this size costs."""
         return len(self._tiled.windows(width, height))
 
-    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
-        """Faces as x, y, w, h float boxes in ``image_bgr`` pixels. Raises DetectorError."""
+    def detect(self, image_bgr: np.ndarray, *, stream: bool = False) -> list[Detection]:
+        """Faces as x, y, w, h float boxes in ``image_bgr`` pixels. Raises DetectorError.
+
+        ``stream=True`` is for consecutive video frames: with ``schedule.tile_every`` N > 1
+        each call runs the whole-frame pass and 1/N of the tiles, and reuses the other tiles'
+        latest faces (at most N - 1 frames old). Single images must leave it False.
+        """
         if (
             not isinstance(image_bgr, np.ndarray)
             or image_bgr.ndim != 3
@@ -47,7 +52,7 @@ class Detector:
             shape = getattr(image_bgr, "shape", None)
             raise DetectorError(f"expected an HxWx3 uint8 BGR image, got {shape}")
         try:
-            boxes, scores = self._tiled.detect_xyxy(image_bgr)
+            boxes, scores = self._tiled.detect_xyxy(image_bgr, stream)
         except DetectorError:
             raise
         except Exception as exc:  # an interpreter failure must reach the fail-closed gate

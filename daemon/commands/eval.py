@@ -1,0 +1,112 @@
+"""``veilcam eval faces --dataset DIR [--json]``: how well the configured detector and masker
+protect the faces of an annotated set (coverage recall, WIDER AP, damage, speed, robustness)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", choices=["faces"], help="what to evaluate")
+    p.add_argument("--dataset", required=True, help="folder with images/ and annotations.jsonl")
+    p.add_argument("--config", help="config file (default: built-in defaults)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. detect.schedule.tile_scales=[1.0]",
+    )
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("--no-perturb", action="store_true", help="skip the perturbed runs")
+    p.add_argument("--no-ssim", action="store_true", help="skip SSIM")
+
+
+def _f(v: float | None, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _table(r: dict[str, Any]) -> str:
+    rec, n = r["recall"], r["faces_by_height"]
+    lines = [
+        f"dataset {r['dataset']}: {r['images']} images, {r['faces']} faces (invalid left out)",
+        "coverage recall (face protected when >= 70 % of its box is masked)",
+        f"  all faces        {_f(rec['all'])}",
+        f"  16 px and more   {_f(rec['16+'])}",
+    ]
+    lines += [f"  height {k:<9} {_f(rec[k])}  ({n[k]} faces)" for k in n]
+    lines += [f"  WIDER {k:<10} {_f(v)}" for k, v in r["recall_wider"].items()]
+    lines.append("AP at IoU 0.5 (WIDER protocol)")
+    lines += [f"  {k:<16} {_f(v)}" for k, v in r["ap"].items()]
+    lines.append(f"area masked outside faces  {_f(100 * r['masked_outside_faces'], 2)} %")
+    if "ssim" in r:
+        lines.append(
+            f"SSIM input vs output       mean {_f(r['ssim']['mean'])}, min {_f(r['ssim']['min'])}"
+        )
+    ms = r["ms_per_image"]
+    lines.append(
+        f"ms per image               {_f(ms['detect_mask_median'], 1)} median "
+        f"(detect {_f(ms['detect_median'], 1)}), {_f(ms['detect_mask_mean'], 1)} mean"
+    )
+    if "perturbed" in r:
+        lines.append("recall under perturbations (all faces / 16 px and more; drop in points)")
+        for k, v in r["perturbed"].items():
+            lines.append(
+                f"  {k:<16} {_f(v['recall'])} ({100 * v['drop']:+.1f})   "
+                f"{_f(v['recall_16+'])} ({100 * v['drop_16+']:+.1f})"
+            )
+    if r["unreadable"]:
+        lines.append(f"unreadable images: {', '.join(r['unreadable'])}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from daemon.commands._common import load_config
+    from daemon.detect import ModelError, build_detector
+    from daemon.evaluate.dataset import DatasetError
+    from daemon.evaluate.run import evaluate
+    from daemon.mask.masker import Masker
+
+    cfg = load_config(args.config, args.set)
+    if cfg is None:
+        return 2
+    try:
+        detector = build_detector(cfg.detect)
+    except ModelError as exc:
+        print(f"veilcam eval: {exc}", file=sys.stderr)
+        return 1
+    bar = tqdm(unit="img", file=sys.stderr, disable=not sys.stderr.isatty())
+
+    def progress(i: int, n: int) -> None:
+        bar.total = n
+        bar.update(1)
+
+    try:
+        result = evaluate(
+            detector,
+            Masker(cfg.mask),
+            Path(args.dataset),
+            limit=args.limit,
+            perturb=not args.no_perturb,
+            ssim=not args.no_ssim,
+            progress=progress,
+        )
+    except DatasetError as exc:
+        print(f"veilcam eval: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        bar.close()
+        detector.close()
+    result["config"] = {
+        "detect": cfg.detect.model_dump(mode="json"),
+        "mask": cfg.mask.model_dump(mode="json"),
+    }
+    print(json.dumps(result, indent=2) if args.json else _table(result))
+    return 0 if not result["unreadable"] else 1

@@ -132,7 +132,7 @@ class Pipeline:
         self._pending: deque[Frame] = deque()
         self._latest: Frame | None = None
         self._new_results: list[DetectionResult] = []
-        self._capture_done = False
+        self._stopping = False
         self._stop_detect = False
         self.fatal: str | None = None  # set when the detector model failed: nothing is recorded
         self.done = threading.Event()
@@ -199,9 +199,16 @@ class Pipeline:
         return float(self.cfg.camera.fps or getattr(self.source, "fps", None) or 25.0)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop capturing, emit what is held (masked or obscured), finish the segment."""
+        """Stop capturing, emit what is held (masked or obscured), finish the segment.
+
+        A source stuck in a read (a hung device) is abandoned after a few seconds: its thread
+        is a daemon thread and the frames already held are still emitted.
+        """
         self.capture.stop()
-        self.capture.join(timeout)
+        self.capture.join(min(timeout, 3.0))
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
         self.wait(timeout)
         self._shutdown(timeout)
 
@@ -300,7 +307,7 @@ class Pipeline:
                     self._pending.clear()
                     return None
                 if not self._pending:
-                    if self.capture.ended.is_set():
+                    if self.capture.ended.is_set() or self._stopping:
                         return None
                     self._cond.wait(0.5)
                     return False

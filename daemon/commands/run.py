@@ -51,7 +51,7 @@ class RegionsWriter:
     def __call__(self, frame: MaskedFrame, n: int) -> None:
         rec: dict[str, object] = {"frame": n, "regions": [r.to_json() for r in frame.regions]}
         if frame.obscured:
-            rec["obscured"] = frame.reason
+            rec["obscured"] = True  # as veilcam mask writes; frame.reason says why
         self.out.write(json.dumps(rec) + "\n")
 
 

@@ -31,16 +31,20 @@ check_units() {
   for u in "${units[@]}"; do
     sed "s#/opt/veilcam/#$fake/#g" "$u" >"$stage/$(basename "$u")"
   done
-  # the drop-in install.sh writes, for a broker on the LAN and an RTSP camera
+  # the drop-ins install.sh writes, for a broker on the LAN, an RTSP camera and a USB disk
   mkdir -p "$stage/veilcam.service.d"
   PYTHONPATH=$REPO "$PY" - "$stage/veilcam.service.d/50-network.conf" <<'EOF'
 import sys
 from ipaddress import ip_address
 from pathlib import Path
-from daemon.netpolicy import Peer, render_dropin
+from types import SimpleNamespace
+from daemon.netpolicy import Peer, render_dropin, render_paths_dropin
 peers = [Peer("mqtt", "192.0.2.10", 1883, (ip_address("192.0.2.10"),)),
          Peer("camera", "192.0.2.20", 554, (ip_address("192.0.2.20"),))]
 Path(sys.argv[1]).write_text(render_dropin(peers))
+usb = Path("/mnt/usb/recordings")  # recordings on a USB disk
+rec = SimpleNamespace(path=usb, resolved_state_file=lambda: usb.parent / "state.json")
+Path(sys.argv[1]).with_name("50-paths.conf").write_text(render_paths_dropin(SimpleNamespace(recording=rec)))
 EOF
   for u in "$stage"/*.service; do
     local name err

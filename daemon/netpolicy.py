@@ -28,6 +28,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], list[IPAddress]]
 
 DROPIN = Path("etc/systemd/system/veilcam.service.d/50-network.conf")
+PATHS_DROPIN = Path("etc/systemd/system/veilcam.service.d/50-paths.conf")
+DATA_DIR = Path("/var/lib/veilcam")
 RULESET = Path("etc/veilcam/firewall.nft")
 LAN_FILE = Path("etc/veilcam/lan-networks")
 SSHD_CONFIG = Path("etc/ssh/sshd_config")
@@ -214,6 +216,23 @@ def render_dropin(peers: Sequence[Peer], nameservers: Sequence[IPAddress] = ()) 
     return "\n".join(lines) + "\n"
 
 
+def render_paths_dropin(cfg: Config) -> str:
+    """``ReadWritePaths=`` for recordings kept outside /var/lib/veilcam (e.g. a USB disk).
+
+    The unit can write only to /var/lib/veilcam (ProtectSystem=strict). The ``-`` prefix lets the
+    service start while the disk is missing, so that the daemon can report it over MQTT.
+    """
+    rec = cfg.recording
+    wanted = dict.fromkeys([rec.path, rec.resolved_state_file().parent])
+    outside = [p for p in wanted if not p.is_relative_to(DATA_DIR)]
+    lines = [
+        "# Written by `veilcam check-config --apply-network` from /etc/veilcam/config.yaml.",
+        "[Service]",
+    ]
+    lines += [f"ReadWritePaths=-{p}" for p in outside] or [f"# recordings are under {DATA_DIR}"]
+    return "\n".join(lines) + "\n"
+
+
 def _elements(items: Sequence[str]) -> str:
     # nft rejects an empty "elements = { }"; an empty set simply has no elements line
     return f"elements = {{ {', '.join(items)} }}" if items else ""
@@ -285,6 +304,7 @@ class Applied:
     ruleset: Path
     changed: list[Path]
     notes: list[str]
+    paths_dropin: Path
 
 
 def apply(
@@ -309,7 +329,9 @@ def apply(
         source=source,
     )
     check_ruleset(ruleset)
-    changed = [p for p, t in ((DROPIN, dropin), (RULESET, ruleset)) if _write(root / p, t)]
+    paths = render_paths_dropin(cfg)
+    outputs = ((DROPIN, dropin), (PATHS_DROPIN, paths), (RULESET, ruleset))
+    changed = [p for p, t in outputs if _write(root / p, t)]
     notes: list[str] = []
     if touch_system is None:
         touch_system = root.resolve() == Path("/") and Path("/run/systemd/system").is_dir()
@@ -322,4 +344,5 @@ def apply(
         else:
             notes.append(f"firewall not enabled ({FIREWALL_UNIT}); ruleset written only")
         notes.append("restart the service to use the new allow-list: systemctl restart veilcam")
-    return Applied(peers, root / DROPIN, root / RULESET, [root / p for p in changed], notes)
+    changed_paths = [root / p for p in changed]
+    return Applied(peers, root / DROPIN, root / RULESET, changed_paths, notes, root / PATHS_DROPIN)

@@ -90,6 +90,18 @@ def test_dns_servers_are_allowed_only_for_a_broker_given_by_name(tmp_path: Path)
     assert "udp dport 5353 accept" in (tmp_path / netpolicy.RULESET).read_text()
 
 
+def test_recordings_outside_the_data_dir_are_made_writable(tmp_path: Path) -> None:
+    res = netpolicy.apply(parse("mqtt:\n  host: 192.0.2.10\n"), tmp_path, touch_system=False)
+    assert "ReadWritePaths" not in res.paths_dropin.read_text()
+    cfg = parse("mqtt:\n  host: 192.0.2.10\nrecording:\n  path: /mnt/usb/veilcam/recordings\n")
+    res = netpolicy.apply(cfg, tmp_path, touch_system=False)
+    lines = res.paths_dropin.read_text().splitlines()
+    assert [ln for ln in lines if ln.startswith("ReadWritePaths=")] == [
+        "ReadWritePaths=-/mnt/usb/veilcam/recordings",
+        "ReadWritePaths=-/mnt/usb/veilcam",  # the privacy/recording switches' state file
+    ]
+
+
 def test_no_peer_allows_nothing(tmp_path: Path) -> None:
     cfg = parse("mqtt:\n  enabled: false\ncamera:\n  source: /dev/video0\n")
     res = netpolicy.apply(cfg, tmp_path, touch_system=False)

@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--apply-network",
         action="store_true",
         help="if valid, write the service's IP allow-list and the firewall ruleset for the "
-        "configured MQTT broker (host names are resolved now) and reload them",
+        "configured MQTT broker and camera (host names are resolved now), and the writable "
+        "paths for recordings outside /var/lib/veilcam; then reload systemd and the firewall",
     )
     p.add_argument(
         "--root",
@@ -54,7 +55,7 @@ def _apply_network(cfg: Config, args: argparse.Namespace) -> int:
         addrs = ", ".join(str(a) for a in peer.addresses)
         host = f"[{peer.host}]" if ":" in peer.host else peer.host
         print(f"allow {peer.role} {host}:{peer.port} -> {addrs}")
-    for path in (result.dropin, result.ruleset):
+    for path in (result.dropin, result.paths_dropin, result.ruleset):
         print(f"{path}: {'written' if path in result.changed else 'unchanged'}")
     for note in result.notes:
         print(note)

@@ -1,0 +1,319 @@
+"""The bridge between the pipeline and Home Assistant: a ``PipelineListener`` plus commands.
+
+The pipeline calls :meth:`MQTTBridge.on_frame` for every masked frame from its output thread,
+so that method only keeps a reference to the frame and flags what is due; one worker thread
+does the slow parts (JPEG encoding, state publishing, applying commands). Events go to the
+link's bounded in-order queue and survive a broker outage up to ``mqtt.queue_size``.
+
+Snapshots (camera entity, ``<base>/snapshot``, retained JPEG):
+
+* every ``snapshot_interval_s`` and on face events (``start``/``update``), unless privacy
+  mode is on;
+* on the "Snapshot now" button, always (in privacy mode it is the obscured frame);
+* once when privacy mode takes effect, so the retained picture becomes the blank frame.
+
+Only ``MaskedFrame`` objects from the pipeline's output are ever encoded (``require_masked``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from daemon.config import Config
+from daemon.events import PipelineControls
+from daemon.frames import MaskedFrame, require_masked
+from daemon.logs import fields
+from daemon.mqtt.client import Identity, LinkSetupError, MQTTLink
+from daemon.mqtt.commands import Command, Rejected, RejectLog, parse
+from daemon.mqtt.config import MQTTConfig
+from daemon.mqtt.discovery import OFF, ON, Topics, discovery_messages
+from daemon.mqtt.snapshot import SnapshotError, encode_snapshot
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING_COMMANDS = 64
+
+
+def _onoff(v: bool) -> str:
+    return ON if v else OFF
+
+
+class MQTTBridge:
+    """Publishes what the pipeline does and applies Home Assistant's commands."""
+
+    def __init__(self, cfg: MQTTConfig, camera: str, controls: PipelineControls) -> None:
+        self.cfg = cfg
+        self.camera = camera
+        self.controls = controls
+        self.topics = Topics(cfg.topic_base(camera))
+        self.status_topic = f"{cfg.discovery_prefix}/status"
+        self.link: MQTTLink | None = None
+        self.rejects = RejectLog()
+        self.snapshots_sent = 0
+        self.snapshot_rounds = 0  # snapshot periods elapsed (sent, or skipped in privacy mode)
+        self._cond = threading.Condition()
+        self._stop = False
+        self._latest: MaskedFrame | None = None
+        self._commands: deque[Command] = deque(maxlen=MAX_PENDING_COMMANDS)
+        self._want_event_frame = False  # the next frame becomes an event snapshot
+        self._snap: tuple[MaskedFrame, str] | None = None  # (frame, why) waiting to be sent
+        self._snap_request = False  # the button: send the latest frame
+        self._blank_sent = False  # the privacy frame has replaced the retained picture
+        self._last_snap_t = time.monotonic()
+        self._announce = False
+        self._dirty_states = False
+        self._dirty_stats = False
+        self._face = False
+        self._person = False
+        self._person_changes: deque[bool] = deque(maxlen=16)  # each start/end, in order
+        self._stats: dict[str, Any] = {}
+        self._worker = threading.Thread(target=self._work, name="mqtt-bridge", daemon=True)
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def _make_link(self, cfg: MQTTConfig) -> MQTTLink | None:
+        try:
+            return MQTTLink(
+                cfg,
+                Identity(cfg.resolved_client_id(self.camera), self.topics.base),
+                on_connect=self._on_connect,
+                on_message=self._on_message,
+                subscriptions=(self.topics.commands, self.status_topic),
+            )
+        except LinkSetupError as exc:
+            log.error("MQTT disabled until the config is fixed", extra=fields(error=exc))
+            return None
+
+    def start(self) -> None:
+        self.link = self._make_link(self.cfg) if self.cfg.enabled else None
+        if self.link is not None:
+            self.link.start()
+            log.info(
+                "MQTT bridge started",
+                extra=fields(host=self.cfg.host, port=self.cfg.port, base=self.topics.base),
+            )
+        self._worker.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Deliver queued events (bounded by ``timeout``), publish ``offline``, disconnect."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._worker.join(timeout)
+        if self.link is not None:
+            self.link.stop(timeout)
+
+    def reconfigure(self, cfg: Config) -> None:
+        """SIGHUP with a changed ``mqtt`` section: reconnect with it, keeping queued events."""
+        new = cfg.mqtt
+        if new == self.cfg:
+            return
+        old = self.link
+        pending: list[bytes] = []
+        if old is not None:
+            old.stop(2.0)
+            pending = old.take_pending()
+        self.cfg = new
+        self.topics = Topics(new.topic_base(self.camera))
+        self.status_topic = f"{new.discovery_prefix}/status"
+        self.link = self._make_link(new) if new.enabled else None
+        if self.link is not None:
+            for payload in pending:
+                self.link.send_event(self.topics.events, payload)
+            self.link.start()
+        log.info("MQTT settings reloaded", extra=fields(enabled=new.enabled, base=self.topics.base))
+
+    # -- PipelineListener (pipeline's output thread: quick, never blocks on the network) ----
+
+    def on_frame(self, frame: MaskedFrame, faces: int) -> None:
+        with self._cond:
+            self._latest = frame
+            notify = False
+            if (faces > 0) != self._face:
+                self._face = faces > 0
+                self._dirty_states = notify = True
+            if self._want_event_frame:
+                self._want_event_frame = False
+                if not self.controls.privacy:
+                    self._snap = (frame, "event")
+                    notify = True
+            if frame.reason == "privacy":
+                if not self._blank_sent:
+                    self._blank_sent = True
+                    self._snap = (frame, "privacy")
+                    notify = True
+            else:
+                self._blank_sent = False
+            if notify:
+                self._cond.notify_all()
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        payload = json.dumps({**event, "event_type": event.get("type")}, default=str).encode()
+        link = self.link
+        if link is not None:
+            link.send_event(self.topics.events, payload)
+        with self._cond:
+            person = event.get("type") != "end"
+            if person != self._person:
+                self._person = person
+                self._person_changes.append(person)
+            if self.cfg.snapshot_on_events and event.get("type") in ("start", "update"):
+                self._want_event_frame = True
+            self._cond.notify_all()
+
+    def on_stats(self, stats: dict[str, Any]) -> None:
+        with self._cond:
+            changed = any(stats.get(k) != self._stats.get(k) for k in ("privacy", "recording"))
+            self._stats = dict(stats)
+            self._dirty_stats = True
+            self._dirty_states = self._dirty_states or changed
+            self._cond.notify_all()
+
+    # -- network thread ----------------------------------------------------------------------
+
+    def _on_connect(self) -> None:
+        with self._cond:
+            self._announce = self.cfg.discovery
+            self._dirty_states = self._dirty_stats = True
+            self._cond.notify_all()
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        try:
+            cmd = parse(topic, payload, self.topics, self.status_topic)
+        except Rejected as exc:
+            self.rejects(topic, str(exc))
+            return
+        log.info("MQTT command", extra=fields(topic=topic, command=cmd.name, value=cmd.value))
+        with self._cond:
+            self._commands.append(cmd)
+            self._cond.notify_all()
+
+    # -- worker ------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(self._has_work, timeout=self._until_interval())
+                if self._stop:
+                    return
+                commands = list(self._commands)
+                self._commands.clear()
+            for cmd in commands:
+                self._apply(cmd)
+            try:
+                self._publish_due()
+            except Exception:  # the bridge must outlive any one bad publish
+                log.exception("MQTT publish failed")
+
+    def _has_work(self) -> bool:
+        return bool(
+            self._stop
+            or self._commands
+            or self._announce
+            or self._dirty_states
+            or self._dirty_stats
+            or self._person_changes
+            or self._snap is not None
+            or self._snap_request
+            or self._interval_due()
+        )
+
+    def _interval_due(self) -> bool:
+        iv = self.cfg.snapshot_interval_s
+        return bool(iv and self._latest is not None and time.monotonic() - self._last_snap_t >= iv)
+
+    def _until_interval(self) -> float:
+        iv = self.cfg.snapshot_interval_s
+        if not iv:
+            return 3600.0
+        return max(0.01, iv - (time.monotonic() - self._last_snap_t))
+
+    def _apply(self, cmd: Command) -> None:
+        try:
+            if cmd.name == "privacy":
+                self.controls.set_privacy(cmd.value)
+            elif cmd.name == "recording":
+                self.controls.set_recording(cmd.value)
+            elif cmd.name == "snapshot_now":
+                with self._cond:
+                    self._snap_request = True
+            elif cmd.name == "ha_status" and cmd.value:
+                with self._cond:
+                    self._announce = self.cfg.discovery
+                    self._dirty_states = self._dirty_stats = True
+        except Exception:
+            log.exception("MQTT command failed", extra=fields(command=cmd.name))
+        with self._cond:
+            self._dirty_states = True
+
+    def _publish_due(self) -> None:
+        link = self.link
+        with self._cond:
+            announce, self._announce = self._announce, False
+            states, self._dirty_states = self._dirty_states, False
+            stats_due, self._dirty_stats = self._dirty_stats, False
+            snap, self._snap = self._snap, None
+            if self._snap_request and self._latest is not None:
+                snap, self._snap_request = (self._latest, "request"), False
+            elif snap is None and self._interval_due() and not self.controls.privacy:
+                snap = (self._latest, "interval")  # type: ignore[assignment]
+            if self._interval_due():
+                self._last_snap_t = time.monotonic()  # privacy on: skip this round
+                self.snapshot_rounds += 1
+            face, person = self._face, self._person
+            person_changes = list(self._person_changes)
+            self._person_changes.clear()
+            stats = dict(self._stats)
+        if link is None:
+            return
+        t = self.topics
+        if announce:
+            for topic, payload in discovery_messages(t, self.camera, self.cfg.discovery_prefix):
+                link.publish(topic, json.dumps(payload), retain=True, qos=1)
+            log.info("Home Assistant discovery published", extra=fields(base=t.base))
+        if states:
+            link.publish(t.state("privacy"), _onoff(self.controls.privacy), retain=True, qos=1)
+            link.publish(t.state("recording"), _onoff(self.controls.recording), retain=True, qos=1)
+            link.publish(t.face, _onoff(face), retain=True)
+            if not person_changes:
+                link.publish(t.person, _onoff(person), retain=True)
+        for on in person_changes:  # a short visit still shows as ON then OFF
+            link.publish(t.person, _onoff(on), retain=True)
+        if stats_due:
+            stats["events_dropped"] = link.events_dropped
+            stats["events_queued"] = link.queued
+            stats["commands_rejected"] = self.rejects.rejected
+            link.publish(t.stats, json.dumps(stats, default=str), retain=True)
+        if snap is not None:
+            self._send_snapshot(link, *snap)
+
+    def _send_snapshot(self, link: MQTTLink, frame: MaskedFrame, why: str) -> None:
+        try:
+            jpeg = encode_snapshot(
+                require_masked(frame),
+                quality=self.cfg.snapshot_quality,
+                max_width=self.cfg.snapshot_max_width,
+            )
+        except SnapshotError as exc:
+            log.error("snapshot failed", extra=fields(error=exc))
+            return
+        with self._cond:
+            self._last_snap_t = time.monotonic()
+        if link.publish(self.topics.snapshot, jpeg, retain=True):
+            self.snapshots_sent += 1
+            log.debug("snapshot", extra=fields(why=why, frame=frame.index, bytes=len(jpeg)))
+
+
+def attach(service: Any, cfg: Config) -> MQTTBridge:
+    """Start the bridge for a service (connecting only if ``mqtt.enabled``; a reload can turn it
+    on or off). The daemon records whatever the broker does."""
+    bridge = MQTTBridge(cfg.mqtt, cfg.camera.name, service)
+    service.add_listener(bridge)
+    service.reload_hooks.append(bridge.reconfigure)
+    bridge.start()
+    return bridge

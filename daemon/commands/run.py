@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, TextIO
 from daemon.config import DEFAULT_PATH
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from daemon.config import Config
     from daemon.frames import MaskedFrame
     from daemon.service.daemon import Service
@@ -55,8 +57,12 @@ class RegionsWriter:
         self.out.write(json.dumps(rec) + "\n")
 
 
-def attach_listeners(service: Service, cfg: Config) -> None:
-    """Listeners beyond systemd status. The MQTT bridge attaches itself here (mqtt.enabled)."""
+def attach_listeners(service: Service, cfg: Config) -> Callable[[], None]:
+    """Listeners beyond systemd status: the MQTT bridge (it connects only if mqtt.enabled, and
+    the daemon records whatever the broker does). Returns what stops them."""
+    from daemon.mqtt.bridge import attach
+
+    return attach(service, cfg).stop
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,9 +89,12 @@ def run(args: argparse.Namespace) -> int:
             fast=args.fast,
             on_written=RegionsWriter(regions_file) if regions_file else None,
         )
-        attach_listeners(service, cfg)
+        stop_listeners = attach_listeners(service, cfg)
         service.install_signals()
-        return service.run(args.duration)
+        try:
+            return service.run(args.duration)
+        finally:
+            stop_listeners()  # after the pipeline: its last events are delivered, then offline
     finally:
         if regions_file is not None:
             regions_file.close()

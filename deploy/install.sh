@@ -136,9 +136,17 @@ venv_py=$R$VENV/bin/python
 if [ -x "$venv_py" ] && ! "$venv_py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   rm -rf "$R$VENV"   # made by an older Python: start again
 fi
+# On a Pi the venv sees apt's packages (picamera2 and libcamera exist only there); elsewhere it
+# is self-contained, so that no apt module built for another Python version can shadow a wheel.
+site=() with_site=false
+if [ "$PLATFORM" = pi ]; then site=(--system-site-packages) with_site=true; fi
+if [ -x "$venv_py" ] &&
+  ! grep -qx "include-system-site-packages = $with_site" "$R$VENV/pyvenv.cfg"; then
+  rm -rf "$R$VENV"   # made for another platform: start again
+fi
 if [ ! -x "$venv_py" ]; then
-  say "creating venv $VENV (with system site packages, for apt's picamera2)"
-  "$PYTHON" -m venv --system-site-packages "$R$VENV"
+  say "creating venv $VENV (system site packages: $with_site)"
+  "$PYTHON" -m venv "${site[@]}" "$R$VENV"
 fi
 if [ "$PLATFORM" = pi ]; then
   cat "$SRC/deploy/constraints-bookworm.txt" >>"$constraints"
@@ -156,6 +164,13 @@ tar -C "$SRC" --exclude=__pycache__ -cf - setup.cfg pyproject.toml README.md LIC
 "$venv_py" -m pip install -q --disable-pip-version-check --no-warn-script-location \
   -c "$constraints" "$R$OPT/src"
 rm -rf "$R$OPT/src/build" "$R$OPT/src"/*.egg-info
+# systemd-python (sd_notify, the journal) has no wheel: on a Pi apt's python3-systemd provides it;
+# elsewhere pip has just built it from the sdist (gcc, libsystemd-dev). Make sure it imports.
+if ! "$venv_py" -c 'import systemd.daemon, systemd.journal' 2>/dev/null; then
+  say "building systemd-python for $VENV"
+  "$venv_py" -m pip install -q --disable-pip-version-check --ignore-installed --no-deps \
+    --no-binary systemd-python systemd-python
+fi
 
 say "installing models into $OPT/models"
 rm -rf "$R$OPT/models.new"

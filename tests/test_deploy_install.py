@@ -15,6 +15,7 @@ import hashlib
 import os
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -196,3 +197,21 @@ def test_edited_config_survives_and_uninstall_keeps_data_unless_purged(
     assert not (root / "etc/veilcam").exists()
     assert "veilcam" not in (root / "etc/passwd").read_text()
     assert "veilcam" not in (root / "etc/group").read_text()
+
+
+@pytest.mark.slow
+def test_jetson_install_builds_its_own_venv(tmp_path: Path) -> None:
+    """Off the Pi the venv ignores apt's modules and systemd-python is built from its sdist."""
+    if os.geteuid() != 0:
+        pytest.fail("install.sh tests need root (CI runs as root)")
+    root = make_root(tmp_path / "root")
+    proc = run(INSTALL, root, "--platform", "jetson", "--python", sys.executable)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    venv = root / "opt/veilcam/venv"
+    assert "include-system-site-packages = false" in (venv / "pyvenv.cfg").read_text()
+    code = "import numpy, systemd.daemon; print(numpy.__file__); print(systemd.daemon.__file__)"
+    probe = subprocess.run(
+        [str(venv / "bin/python"), "-c", code], capture_output=True, text=True, cwd="/"
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert all(line.startswith(str(venv)) for line in probe.stdout.split())

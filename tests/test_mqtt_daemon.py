@@ -4,6 +4,7 @@ snapshots on MQTT hold no face the detector can find."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -78,6 +79,11 @@ def last(w: Watcher, sub: str) -> bytes | None:
     return got[-1].payload if got else None
 
 
+def frames_total(w: Watcher) -> int:
+    got = w.on(f"{BASE}/stats")
+    return int(json.loads(got[-1].payload)["frames_total"]) if got else 0
+
+
 def lines(p: Path) -> int:
     return len(p.read_text().splitlines()) if p.exists() else 0
 
@@ -93,6 +99,16 @@ def test_privacy_switch_blanks_the_recording_survives_restart_and_kill_9_leaves_
     try:
         w.wait(lambda ms: last(w, "privacy/state") == b"OFF", 60, "privacy OFF")
         wait_for(lambda: lines(regions) >= 40, 60, "frames recorded before the switch")
+        # recording OFF: the pipeline goes on (stats count frames) but nothing is written
+        w.publish(f"{BASE}/recording/set", "OFF")
+        w.wait(lambda ms: last(w, "recording/state") == b"OFF", 30, "recording OFF")
+        stopped = lines(regions)
+        seen = frames_total(w)
+        w.wait(lambda ms: frames_total(w) >= seen + 60, 30, "60 more frames through the pipeline")
+        assert lines(regions) <= stopped + 15  # at most what the recorder's queue held
+        w.publish(f"{BASE}/recording/set", "ON")
+        w.wait(lambda ms: last(w, "recording/state") == b"ON", 30, "recording ON")
+        wait_for(lambda: lines(regions) >= stopped + 40, 60, "recording again")
         before = lines(regions)
         w.publish(f"{BASE}/privacy/set", "ON")
         w.wait(lambda ms: last(w, "privacy/state") == b"ON", 30, "privacy ON")

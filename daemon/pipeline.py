@@ -151,6 +151,7 @@ class Pipeline:
         self.faces = 0
         self._last_detect_done = time.monotonic()
         self._det_ms: deque[float] = deque(maxlen=200)
+        self._speed_warned = False
         self._latency_ms: deque[float] = deque(maxlen=200)
         self._stats_t = time.monotonic()
         self._stats_frames = 0
@@ -279,8 +280,22 @@ class Pipeline:
                 self._last_detect_done = done
                 if r.ok:
                     self._det_ms.append(r.ms)
+                    self._check_detector_speed()
                 self._new_results.append(r)
                 self._cond.notify_all()
+
+    def _check_detector_speed(self) -> None:
+        """Warn once when the detector is too slow for the deadline (frames will be blanked)."""
+        if self._speed_warned or len(self._det_ms) < 10:
+            return
+        ms = statistics.median(self._det_ms)
+        if 2 * ms > self.cfg.gate.deadline_ms:
+            self._speed_warned = True
+            log.warning(
+                "detector too slow for gate.deadline_ms: many frames will be obscured; raise "
+                "the deadline or choose a lighter detect schedule",
+                extra=fields(detector_ms=round(ms), deadline_ms=self.cfg.gate.deadline_ms),
+            )
 
     def _fail(self, why: str) -> None:
         log.critical(

@@ -56,7 +56,7 @@ class Recorder:
         fps: float,
         *,
         on_written: Callable[[MaskedFrame, int], None] | None = None,
-        queue_size: int = 8,
+        queue_size: int = 4,
     ) -> None:
         self.cfg = cfg
         self.camera = camera

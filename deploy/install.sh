@@ -224,6 +224,7 @@ if ((FIREWALL)); then
   install -m 0644 "$SRC/systemd/veilcam-firewall.service" "$R$UNITS/veilcam-firewall.service"
 fi
 network_ok=0
+service_ok=1
 if ((config_ok)); then
   say "writing the network allow-list from $ETC/config.yaml"
   if check_config --apply-network --root "$ROOT" "$R$ETC/config.yaml"; then
@@ -259,8 +260,9 @@ if ((SYSTEMCTL)); then
     rm -f "$UNITS/veilcam-firewall.service"
     systemctl daemon-reload
   fi
-  if ((config_ok)); then
-    systemctl restart veilcam.service
+  if ((config_ok)) && ! systemctl restart veilcam.service; then
+    service_ok=0
+    warn "veilcam.service did not start; 'journalctl -u veilcam' says why"
   fi
 fi
 
@@ -272,4 +274,4 @@ cat <<EOF
   check it:    systemctl status veilcam
                journalctl -u veilcam -f
 EOF
-((config_ok && network_ok)) || exit 1
+((config_ok && network_ok && service_ok)) || exit 1

@@ -87,3 +87,21 @@ def test_a_blank_frame_has_no_faces(detector: Detector) -> None:
 def test_malformed_input_raises_detector_error(detector: Detector, bad: np.ndarray) -> None:
     with pytest.raises(DetectorError):
         detector.detect(bad)
+
+
+def test_stream_mode_spreads_tiles_over_frames_and_keeps_every_face(data_dir: Path) -> None:
+    """With tile_every=4 a frame runs 1/4 of the tiles; after 4 frames the faces found equal
+    a full run's, and each call in between still returns every face seen by the other tiles."""
+    img, _ = _dlib(data_dir)[0]
+    frame = np.full((1080, 1920, 3), 90, np.uint8)
+    small = cv2.resize(img, None, fx=0.55, fy=0.55, interpolation=cv2.INTER_LINEAR)
+    for x, y in ((0, 0), (700, 300), (1400, 700)):
+        frame[y : y + small.shape[0], x : x + small.shape[1]] = small
+    cfg = DetectConfig.model_validate({"schedule": {"tile_every": 4}})
+    det = build_detector(cfg)
+    full = det.detect(frame)
+    calls = [det.detect(frame, stream=True) for _ in range(6)]
+    assert len(full) >= 15
+    for later in calls[3:]:
+        assert sorted(d.box for d in later) == sorted(d.box for d in full)
+    assert len(calls[0]) < len(full)  # the first call has seen only a quarter of the tiles

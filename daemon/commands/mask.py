@@ -149,9 +149,12 @@ class Runner:
         if self.regions_file is not None and self.video_regions_beside:
             regions_out = open(str(out) + ".regions.jsonl", "w", encoding="utf-8")  # noqa: SIM115
             own_regions = True
-        ahead = self.cfg.detect.schedule.tile_every  # frames of look-ahead (see mask.temporal)
+        # frame t is masked with the faces found on frames t - hold .. t + ahead (mask.temporal)
+        hold = self.cfg.mask.video_hold_frames
+        ahead = self.cfg.detect.schedule.tile_every - 1 + hold
         writer: H264Writer | None = None
-        pending: deque[tuple[Frame, list | None]] = deque()
+        pending: deque[Frame] = deque()  # decoded, not yet written
+        found: dict[int, list | None] = {}  # frame index -> detections (None: failed)
         obscured = 0
         bar = tqdm(
             total=reader.frame_count or None,
@@ -165,17 +168,18 @@ class Runner:
 
         def emit() -> None:
             nonlocal writer, obscured
-            frame, _ = pending[0]
-            window = [d for _, d in pending]
-            pending.popleft()
-            if window[0] is None:  # detection failed on this very frame: fail closed
+            frame = pending.popleft()
+            t = frame.index
+            if found[t] is None:  # detection failed on this very frame: fail closed
                 masked = self.masker.obscure(frame, "detection-failed")
                 regions = []
                 obscured += 1
             else:
-                dets = merge(d for ds in window if ds is not None for d in ds)
+                near = (found.get(i) for i in range(t - hold, t + ahead + 1))
+                dets = merge(d for ds in near if ds for d in ds)
                 regions = self.masker.regions(dets, frame.width, frame.height)
                 masked = self.masker.mask(frame, regions)
+            found.pop(t - hold, None)
             if writer is None:
                 writer = H264Writer(out, frame.width, frame.height, reader.fps, threads=1)
             writer.write(masked)
@@ -194,8 +198,9 @@ class Runner:
                     dets: list | None = self.detector.detect(df.image, stream=True)
                 except DetectorError:
                     dets = None
-                pending.append((frame, dets))
-                if len(pending) >= ahead:
+                pending.append(frame)
+                found[df.index] = dets
+                if len(pending) > ahead:
                     emit()
             while pending:
                 emit()

@@ -22,7 +22,7 @@ class ZoneConfig(StrictModel):
 class MaskConfig(StrictModel):
     style: Literal["blur", "mosaic", "fill"] = "blur"
     shape: Literal["ellipse", "box"] = "ellipse"
-    margin: float = Field(1.3, ge=1.0, le=3.0, description="box grown by this factor, centred")
+    margin: float = Field(1.4, ge=1.0, le=3.0, description="box grown by this factor, centred")
     color: tuple[int, int, int] = Field((0, 0, 0), description="fill colour, B G R")
     blur_cells: int = Field(
         4,
@@ -35,6 +35,13 @@ class MaskConfig(StrictModel):
     )
     min_score: float = Field(
         0.0, ge=0, le=1, description="detections scoring below this are not masked"
+    )
+    video_hold_frames: int = Field(
+        2,
+        ge=0,
+        le=25,
+        description="veilcam mask, videos: a face found on frame t is also masked on the frames "
+        "t-N .. t+N (the live service uses its tracker instead)",
     )
     zone_style: Literal["fill", "blur", "mosaic"] = Field(
         "fill", description="how privacy zones are hidden"

@@ -121,6 +121,8 @@ class Recorder:
                 item = self._q.get(timeout=1.0)
             except queue.Empty:
                 self.last_progress = time.monotonic()  # idle is alive
+                if self.last_progress - self._last_retention > RETENTION_EVERY_S:
+                    self._retention(keep=self._writer.path if self._writer else None)
                 continue
             self.last_progress = time.monotonic()
             if item is _STOP:

@@ -133,6 +133,7 @@ class Pipeline:
         self._latest: Frame | None = None
         self._new_results: list[DetectionResult] = []
         self._stopping = False
+        self._new_cfg: Config | None = None
         self._stop_detect = False
         self.fatal: str | None = None  # set when the detector model failed: nothing is recorded
         self.done = threading.Event()
@@ -181,6 +182,48 @@ class Pipeline:
 
     def add_listener(self, listener: PipelineListener) -> None:
         self.listeners = [*self.listeners, listener]
+
+    LIVE_SECTIONS = frozenset({"track", "mask", "gate", "recording"})
+
+    def apply(self, cfg: Config) -> None:
+        """Take a new config whose changes are all in :data:`LIVE_SECTIONS`, without a restart.
+
+        Tracker, gate and masker settings switch at the next frame; a changed ``recording``
+        section finishes the current segment and continues with a new recorder. The output
+        thread does the swap, so no frame goes to a half-replaced stage.
+        """
+        with self._cond:
+            self._new_cfg = cfg
+            self._cond.notify_all()
+
+    def _swap_config(self) -> None:
+        """Output thread: install a config handed over by :meth:`apply`."""
+        with self._cond:
+            cfg, self._new_cfg = self._new_cfg, None
+        if cfg is None:
+            return
+        old = self.cfg
+        self.tracker.cfg = cfg.track
+        self.gate.cfg = cfg.gate
+        self.gate.deadline_s = cfg.gate.deadline_ms / 1000.0
+        if cfg.mask != old.mask:
+            from daemon.mask.masker import Masker
+
+            self.masker = Masker(cfg.mask)
+        self.cfg = cfg
+        if cfg.recording != old.recording:
+            rec, self.recorder = self.recorder, None
+            if rec is not None:
+                rec.stop()
+            if cfg.recording.enabled:
+                self.recorder = Recorder(
+                    cfg.recording, cfg.camera.name, self.source_fps(), on_written=self._written
+                )
+                self.recorder.enabled = self._recording_on
+                self.recorder.start()
+                if self._events.current is not None:
+                    self.recorder.set_event(True)
+        log.info("config applied without restart")
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -338,6 +381,8 @@ class Pipeline:
     def _output_loop(self) -> None:
         try:
             while True:
+                if self._new_cfg is not None:
+                    self._swap_config()
                 nxt = self._next()
                 if nxt is None:
                     break

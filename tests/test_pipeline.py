@@ -239,3 +239,30 @@ def test_recording_switch_off_writes_nothing_but_listeners_get_frames(
     _, rec = run_pipeline(cfg, square_clip, SquareDetector(0.0), state=state)
     assert len(rec.frames) == N
     assert segments(tmp_path / "rec") == []
+
+
+def test_live_config_change_applies_without_restart(tmp_path: Path, square_clip: Path) -> None:
+    cfg = make_cfg(tmp_path, camera={"loop": True, "realtime": True})
+    src = FileSource(str(square_clip), loop=True, realtime=True)
+    p = Pipeline(cfg, src, SquareDetector(0.0), Masker(cfg.mask))
+    rec = Recording()
+    p.add_listener(rec)
+    p.start()
+    try:
+        wait_for(lambda: len(rec.frames) >= 10, 30, "frames")
+        new_rec = tmp_path / "rec2"
+        new = make_cfg(
+            tmp_path,
+            camera={"loop": True, "realtime": True},
+            recording={"path": str(new_rec)},
+            mask={"style": "fill"},
+        )
+        p.apply(new)
+        wait_for(lambda: segments(new_rec), 30, "a segment under the new path")
+        wait_for(lambda: p.masker.cfg.style == "fill", 5, "new masker")
+    finally:
+        p.stop()
+    assert p.capture.frames >= len(rec.frames)  # one capture, never restarted
+    for f in segments(tmp_path / "rec") + segments(new_rec):
+        n, err = probe(f)
+        assert n > 0 and err == "", f

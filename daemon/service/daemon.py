@@ -259,7 +259,13 @@ class Service:
             self.notifier.reloaded()
 
     def _restart(self, new: Config, changed: list[str]) -> bool:
-        """Swap in a pipeline built from ``new``; False (old one kept) if it cannot be built."""
+        """Apply ``new``: in place when only live sections changed, else swap in a new pipeline.
+
+        False (the old pipeline kept) if the new one cannot be built.
+        """
+        if set(changed) & set(PIPELINE_SECTIONS) <= self.pipeline.LIVE_SECTIONS:
+            self.pipeline.apply(new)
+            return True
         detector = self._detector
         if "detect" in changed:
             try:

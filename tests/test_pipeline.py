@@ -266,3 +266,18 @@ def test_live_config_change_applies_without_restart(tmp_path: Path, square_clip:
     for f in segments(tmp_path / "rec") + segments(new_rec):
         n, err = probe(f)
         assert n > 0 and err == "", f
+
+
+def test_events_mode_records_around_the_face_only(tmp_path: Path, square_clip: Path) -> None:
+    cfg = make_cfg(
+        tmp_path,
+        track={"hold_s": 0.2},
+        recording={"mode": "events", "pre_roll_s": 0.2, "post_roll_s": 0.0},
+    )
+    # the square is visible from frame 17 to the end (59): recorded from ~frame 12 on
+    run_pipeline(cfg, square_clip, SquareDetector(0.0))
+    files = segments(tmp_path / "rec")
+    assert len(files) == 1
+    n, err = probe(files[0])
+    assert err == ""
+    assert N - 17 <= n <= N - 17 + 6, n  # the event plus at most 0.2 s (5 frames) of pre-roll

@@ -284,7 +284,7 @@ class MQTTBridge:
                 link.publish(t.person, _onoff(person), retain=True)
         for on in person_changes:  # a short visit still shows as ON then OFF
             link.publish(t.person, _onoff(on), retain=True)
-        if stats_due:
+        if stats_due and stats:  # nothing before the pipeline's first figures
             stats["events_dropped"] = link.events_dropped
             stats["events_queued"] = link.queued
             stats["commands_rejected"] = self.rejects.rejected

@@ -85,16 +85,16 @@ class RejectLog:
         self._suppressed = 0
 
     def __call__(self, topic: str, why: str, now: float | None = None) -> None:
-        self.rejected += 1
         now = time.monotonic() if now is None else now
         if now - self._window_start >= self.window_s:
             self._window_start, self._in_window = now, 0
         if self._in_window >= self.burst:
             self._suppressed += 1
-            return
-        self._in_window += 1
-        extra = {"topic": topic[:200], "reason": why}
-        if self._suppressed:
-            extra["suppressed_before"] = self._suppressed
-            self._suppressed = 0
-        log.warning("MQTT command ignored", extra=fields(**extra))
+        else:
+            self._in_window += 1
+            extra: dict[str, object] = {"topic": topic[:200], "reason": why}
+            if self._suppressed:
+                extra["suppressed_before"] = self._suppressed
+                self._suppressed = 0
+            log.warning("MQTT command ignored", extra=fields(**extra))
+        self.rejected += 1  # counted last: once it shows, the log line is out

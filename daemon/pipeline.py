@@ -490,7 +490,8 @@ class Pipeline:
         self._heartbeat()
 
     def _send_event(self, ev: dict[str, Any]) -> None:
-        log.info(f"face event {ev['type']}", extra=fields(id=ev["id"], count=ev["count"]))
+        level = logging.DEBUG if ev["type"] == "update" else logging.INFO
+        log.log(level, f"face event {ev['type']}", extra=fields(id=ev["id"], count=ev["count"]))
         for listener in self.listeners:
             try:
                 listener.on_event(ev)

@@ -91,3 +91,16 @@ def test_results_out_of_order_are_ignored() -> None:
     tr.update(5, t(5), [face(100)])
     tr.update(3, t(3), [face(500)])
     assert len(tr.tracks) == 1
+
+
+def test_mismatched_detections_cannot_blow_a_mask_up() -> None:
+    """Two detections that imply an absurd speed must not make a picture-wide mask."""
+    tr = Tracker(TrackConfig())
+    tr.update(0, t(0), [face(100, s=20)])
+    tr.update(1, t(1), [face(110, s=20)])  # matched: implies 250 px/s = 12.5 face sizes/s
+    assert len(tr.tracks) == 1
+    box = tr.boxes_at(50, t(50))[0].box  # 1.92 s after the last hit, still held
+    # at most: the face, 5 sizes/s over 2 s of travel, 2 sizes of motion growth per side,
+    # and lost growth 0.25/s over 2 s
+    assert box[2] <= 20 + 5 * 20 * 2 + 2 * 2 * 20 + 0.25 * 2 * 20
+    assert box[3] <= 20 + 2 * 2 * 20 + 0.25 * 2 * 20

@@ -11,9 +11,11 @@ them is in, so for a frame between two detections the tracker knows where each f
   and by ``motion_growth`` times the distance it may have moved, for ``hold_s`` seconds;
 * before the first observation (a face first seen at a later frame): the same, backwards.
 
-A face whose speed is unknown (seen once) is assumed to move up to three face sizes per second
-(growth capped at 1.5 face sizes per side), so a face detected in frame N stays covered in N+1
-and in the frames before N that were held back.
+Speeds are clamped to ``MAX_SPEED`` face sizes per second and growth for motion to
+``MAX_GROWTH`` face sizes per side, so a mismatched pair of detections cannot blow a mask up
+to half the picture. A face whose speed is unknown (seen once) is assumed to move up to three
+face sizes per second (growth capped at 1.5 face sizes per side), so a face detected in frame N
+stays covered in N+1 and in the frames before N that were held back.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from daemon.track.config import TrackConfig
 
 UNKNOWN_SPEED = 3.0  # face sizes per second assumed when a track has a single observation
 UNKNOWN_MAX_GROWTH = 1.5  # ... but it grows by at most this many face sizes on each side
+MAX_SPEED = 5.0  # face sizes per second: faster estimates come from mismatched detections
+MAX_GROWTH = 2.0  # face sizes per side a mask grows for motion, at most
 MAX_SPEED_GAP_S = 1.0  # observations further apart than this do not give a speed
 
 
@@ -55,7 +59,12 @@ class Track:
         if dt <= 0 or dt > MAX_SPEED_GAP_S:
             return None
         (ax, ay), (bx, by) = _centre(a.box), _centre(b.box)
-        return (bx - ax) / dt, (by - ay) / dt
+        vx, vy = (bx - ax) / dt, (by - ay) / dt
+        limit = MAX_SPEED * max(b.box[2], b.box[3])
+        speed = (vx * vx + vy * vy) ** 0.5
+        if speed > limit:  # a face does not cross the picture in a blink: clamp, keep direction
+            vx, vy = vx * limit / speed, vy * limit / speed
+        return vx, vy
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +120,8 @@ class Tracker:
         else:
             sign = 1.0 if at_end else -1.0
             moved = (x + sign * v[0] * dt, y + sign * v[1] * dt, w, h)
-            ex = self.cfg.motion_growth * abs(v[0]) * dt
-            ey = self.cfg.motion_growth * abs(v[1]) * dt
+            ex = min(self.cfg.motion_growth * abs(v[0]) * dt, MAX_GROWTH * w)
+            ey = min(self.cfg.motion_growth * abs(v[1]) * dt, MAX_GROWTH * h)
         g = self.cfg.lost_growth_per_s * dt
         ex += w * g / 2
         ey += h * g / 2
@@ -173,8 +182,8 @@ class Tracker:
                 (bx, by), (ax, ay) = _centre(before.box), _centre(after.box)
                 g = self.cfg.motion_growth * 0.5
                 lost = self.cfg.lost_growth_per_s * min(pts - before.pts, after.pts - pts)
-                ex = g * abs(ax - bx) + b[2] * lost / 2
-                ey = g * abs(ay - by) + b[3] * lost / 2
+                ex = min(g * abs(ax - bx), MAX_GROWTH * b[2]) + b[2] * lost / 2
+                ey = min(g * abs(ay - by), MAX_GROWTH * b[3]) + b[3] * lost / 2
                 box = _grow(b, ex, ey)  # type: ignore[arg-type]
                 out.append(TrackedBox(box, t.id, t.label, max(before.score, after.score), False))
             elif before is not None:

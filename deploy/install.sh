@@ -200,10 +200,13 @@ if [ ! -e "$R$ETC/config.yaml" ]; then
 elif ! cmp -s "$SRC/config.yaml" "$R$ETC/config.yaml"; then
   say "kept your $ETC/config.yaml (the defaults are in $OPT/share/config.yaml)"
 fi
-if [ -e "$R$ETC/mqtt-password" ]; then
-  chown 0:"$VGID" "$R$ETC/mqtt-password"
-  chmod 0640 "$R$ETC/mqtt-password"
-fi
+# readable by the service and nobody else, whoever wrote them (they may hold passwords)
+for f in config.yaml mqtt-password; do
+  if [ -e "$R$ETC/$f" ]; then
+    chown 0:"$VGID" "$R$ETC/$f"
+    chmod 0640 "$R$ETC/$f"
+  fi
+done
 # `veilcam check-config`, through its own module only (lighter than the whole command line)
 check_config() {
   "$venv_py" - "$@" <<'EOF'

@@ -11,11 +11,12 @@ them is in, so for a frame between two detections the tracker knows where each f
   and by ``motion_growth`` times the distance it may have moved, for ``hold_s`` seconds;
 * before the first observation (a face first seen at a later frame): the same, backwards.
 
-Speeds are clamped to ``MAX_SPEED`` face sizes per second and growth for motion to
-``MAX_GROWTH`` face sizes per side, so a mismatched pair of detections cannot blow a mask up
-to half the picture. A face whose speed is unknown (seen once) is assumed to move up to three
-face sizes per second (growth capped at 1.5 face sizes per side), so a face detected in frame N
-stays covered in N+1 and in the frames before N that were held back.
+Speeds come from three observations and are clamped to ``MAX_SPEED`` face sizes per second;
+travel and growth for motion are each capped at ``MAX_GROWTH`` face sizes, so mismatched
+detections cannot blow a mask up to half the picture. A face whose speed is unknown (seen
+fewer than three times) is assumed to move up to three face sizes per second (growth capped at
+1.5 face sizes per side), so a face detected in frame N stays covered in N+1 and in the frames
+before N that were held back.
 """
 
 from __future__ import annotations
@@ -51,10 +52,14 @@ class Track:
         return self.obs[-1]
 
     def velocity(self, at_end: bool) -> tuple[float, float] | None:
-        """Centre speed in px/s from the two outermost observations at one end, if close."""
-        if len(self.obs) < 2:
+        """Centre speed in px/s over the three outermost observations at one end, if close.
+
+        Two observations are not enough: one false positive matched to another would give a
+        speed no face has, and the mask would be stretched along it.
+        """
+        if len(self.obs) < 3:
             return None
-        a, b = (self.obs[-2], self.obs[-1]) if at_end else (self.obs[0], self.obs[1])
+        a, b = (self.obs[-3], self.obs[-1]) if at_end else (self.obs[0], self.obs[2])
         dt = b.pts - a.pts
         if dt <= 0 or dt > MAX_SPEED_GAP_S:
             return None
@@ -119,7 +124,10 @@ class Tracker:
             moved = o.box
         else:
             sign = 1.0 if at_end else -1.0
-            moved = (x + sign * v[0] * dt, y + sign * v[1] * dt, w, h)
+            # travel along the speed, at most MAX_GROWTH face sizes from the last sighting
+            tx = max(-MAX_GROWTH * w, min(MAX_GROWTH * w, sign * v[0] * dt))
+            ty = max(-MAX_GROWTH * h, min(MAX_GROWTH * h, sign * v[1] * dt))
+            moved = (x + tx, y + ty, w, h)
             ex = min(self.cfg.motion_growth * abs(v[0]) * dt, MAX_GROWTH * w)
             ey = min(self.cfg.motion_growth * abs(v[1]) * dt, MAX_GROWTH * h)
         g = self.cfg.lost_growth_per_s * dt

@@ -156,6 +156,14 @@ def write(path):
     return f
 
 
+def fstype(mountpoint):
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, right = line.split(" - ")
+        if left.split()[4] == mountpoint:
+            found = right.split()[0]
+    return found
+
+
 def runtime():
     import av, cv2  # noqa: F401
     from ai_edge_litert.interpreter import Interpreter  # noqa: F401
@@ -176,12 +184,13 @@ r = {
     "home": attempt(lambda: os.listdir("/root")),
     "nice": attempt(lambda: os.nice(-1)),
     "core": resource.getrlimit(resource.RLIMIT_CORE)[0],
+    "tmp_fs": fstype("/tmp"),
     "runtime": attempt(runtime),
 }
 print(json.dumps(r, sort_keys=True))
 EOF
 )
-PROBE_WANT='{"broker": "ok", "core": 0, "cpuinfo": "ok", "home": "EACCES", "netlink": "EAFNOSUPPORT", "nice": "EPERM", "other_address": "timeout", "packet": "EAFNOSUPPORT", "root": false, "runtime": "ok", "write_data": "ok", "write_etc": "EROFS", "write_opt": "EROFS", "write_tmp_is_private": "ok", "wx_memory": "EPERM"}'
+PROBE_WANT='{"broker": "ok", "core": 0, "cpuinfo": "ok", "home": "EACCES", "netlink": "EAFNOSUPPORT", "nice": "EPERM", "other_address": "timeout", "packet": "EAFNOSUPPORT", "root": false, "runtime": "ok", "tmp_fs": "tmpfs", "write_data": "ok", "write_etc": "EROFS", "write_opt": "EROFS", "write_tmp_is_private": "ok", "wx_memory": "EPERM"}'
 
 in_ct() {
   nsenter -t "$CT_INIT" -a -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

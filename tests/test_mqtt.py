@@ -630,3 +630,31 @@ def test_bad_mqtt_settings_are_rejected(bad: dict[str, Any]) -> None:
     with pytest.raises(ConfigError) as e:
         parse(text, "c.yaml")
     assert all(p.startswith("c.yaml:") and "mqtt" in p for p in e.value.problems)
+
+
+def test_reload_with_new_mqtt_settings_reconnects_and_keeps_queued_events(
+    broker: Broker, tmp_path: Path
+) -> None:
+    from daemon.config import Config
+
+    other = Broker(tmp_path / "other")
+    other.start()
+    w2 = Watcher(other, ("home/#",)).start()
+    bridge = make_bridge(cfg_for(broker))
+    try:
+        wait_for(lambda: bridge.link and bridge.link.connected.is_set(), 10, "connected")
+        broker.stop()
+        wait_for(lambda: not bridge.link.connected.is_set(), 10, "the outage noticed")
+        bridge.on_event(event(1, "start"))
+        assert bridge.link.queued == 1
+        # SIGHUP with another broker and base topic: the waiting event moves to the new link
+        new = Config(mqtt=cfg_for(other, base_topic="home/porch"), camera={"name": CAMERA})
+        bridge.reconfigure(new)
+        assert w2.wait_topic("home/porch/availability")[-1].payload == b"online"
+        assert json.loads(w2.wait_topic("home/porch/events")[0].payload)["count"] == 1
+        w2.publish("home/porch/recording/set", "OFF")
+        wait_for(lambda: bridge.controls.recording is False, 10, "command on the new base topic")
+    finally:
+        w2.stop()
+        bridge.stop()
+        other.stop()

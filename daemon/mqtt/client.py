@@ -179,10 +179,13 @@ class MQTTLink:
             self._cond.notify_all()
 
     def take_pending(self) -> list[bytes]:
-        """Remove and return the payloads still waiting (used when the config changes)."""
+        """Remove and return the payloads not yet acknowledged, oldest first (after
+        :meth:`stop`, when the config changes; one that was in flight may come twice)."""
         with self._cond:
-            out = [payload for _, payload in self._queue]
+            waiting = [self._current] if self._current is not None else []
+            out = [payload for _, payload in (*waiting, *self._queue)]
             self._queue.clear()
+            self._current = None
             return out
 
     @property
@@ -214,8 +217,9 @@ class MQTTLink:
             # NO_CONN: paho keeps the message and sends it on reconnect; the PUBACK still comes
             with self._cond:
                 self._cond.wait_for(lambda m=mid: self._stopping or m in self._acked)
-                if mid in self._acked:
-                    self.events_sent += 1
+                if mid not in self._acked:
+                    return  # stopping: _current stays for take_pending
+                self.events_sent += 1
                 self._current = None
                 self._cond.notify_all()
 

@@ -100,3 +100,13 @@ def test_env_var_points_at_the_models(tmp_path: Path, monkeypatch: pytest.Monkey
     _manifest(tmp_path, "x.tflite", "0" * 64)
     monkeypatch.setenv("VEILCAM_MODELS", str(tmp_path))
     assert find_models_dir() == tmp_path
+
+
+def test_documented_config_matches_the_detect_and_mask_defaults(repo_dir: Path) -> None:
+    """config.yaml documents the defaults the README's figures were measured with."""
+    from daemon.config import load
+    from daemon.mask.config import MaskConfig
+
+    cfg = load(repo_dir / "config.yaml")
+    assert cfg.detect == DetectConfig()
+    assert cfg.mask == MaskConfig()

@@ -18,7 +18,7 @@ class CenterFaceConfig(StrictModel):
 
     model: str = Field("centerface_640x352", description="model id in models/manifest.yaml")
     score_threshold: float = Field(0.1, gt=0, lt=1, description="heatmap score to keep a face")
-    nms_iou: float = Field(0.3, gt=0, le=1, description="overlap above which the weaker box goes")
+    nms_iou: float = Field(0.4, gt=0, le=1, description="overlap above which the weaker box goes")
 
 
 class BlazeFaceConfig(StrictModel):
@@ -39,6 +39,9 @@ class ScheduleConfig(StrictModel):
     """
 
     whole_frame: bool = Field(True, description="one pass over the whole frame, letterboxed")
+    whole_frame_flip: bool = Field(
+        False, description="also run the whole-frame pass mirrored (one more model run)"
+    )
     tile_scales: list[float] = Field(
         default_factory=lambda: [1.0],
         description="tile passes: frame resized by each factor, then cut into model-size tiles",

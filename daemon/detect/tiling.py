@@ -53,6 +53,8 @@ class Window:
     cut_top: bool = False
     cut_right: bool = False
     cut_bottom: bool = False
+    flip: bool = False  # mirrored left-right (a second look at odd poses)
+    whole: bool = False  # a whole-frame pass (runs on every frame of a stream)
 
 
 def _starts(length: int, size: int, overlap: int) -> list[int]:
@@ -71,7 +73,10 @@ def plan(
     out: list[Window] = []
     fit = fit_scale(width, height, model_w, model_h)
     if schedule.whole_frame:
-        out.append(Window(fit, 0, 0, round(width * fit), round(height * fit)))
+        fw, fh = round(width * fit), round(height * fit)
+        out.append(Window(fit, 0, 0, fw, fh, whole=True))
+        if schedule.whole_frame_flip:
+            out.append(Window(fit, 0, 0, fw, fh, flip=True, whole=True))
     skip_tiles = schedule.tile_min_side and min(width, height) <= schedule.tile_min_side
     for s in [] if skip_tiles else schedule.tile_scales:
         if schedule.whole_frame and s <= fit + 1e-6:
@@ -116,6 +121,8 @@ class TiledDetector:
 
     def _run(self, rgb_scaled: np.ndarray, win: Window) -> tuple[np.ndarray, np.ndarray]:
         crop = rgb_scaled[win.y : win.y + win.h, win.x : win.x + win.w]
+        if win.flip:
+            crop = np.ascontiguousarray(crop[:, ::-1])
         model = self._models.get()
         try:
             boxes, scores = model.infer(paste(crop, self.width, self.height))
@@ -124,6 +131,8 @@ class TiledDetector:
         if len(boxes) == 0:
             return boxes, scores
         boxes = boxes.copy()
+        if win.flip:
+            boxes[:, [0, 2]] = win.w - boxes[:, [2, 0]]
         np.clip(boxes[:, 0::2], 0, win.w, out=boxes[:, 0::2])
         np.clip(boxes[:, 1::2], 0, win.h, out=boxes[:, 1::2])
         cut = np.zeros(len(boxes), dtype=bool)
@@ -155,7 +164,7 @@ class TiledDetector:
         every = self.schedule.tile_every if stream else 1
         if (w, h) != self._cache_size or not stream:
             self._cache, self._cache_size, self._phase = {}, (w, h), 0
-        tiles = [i for i, win in enumerate(wins) if not (self.schedule.whole_frame and i == 0)]
+        tiles = [i for i, win in enumerate(wins) if not win.whole]
         run_now = [i for i in range(len(wins)) if i not in tiles]
         run_now += [i for k, i in enumerate(tiles) if every == 1 or k % every == self._phase]
         self._phase = (self._phase + 1) % every

@@ -190,7 +190,7 @@ def test_clean_stop_says_offline(broker: Broker) -> None:
 
 
 CHILD = """
-import sys, time
+import sys, threading
 from daemon.mqtt.bridge import MQTTBridge
 from daemon.mqtt.config import MQTTConfig
 
@@ -202,10 +202,9 @@ class C:
 
 b = MQTTBridge(MQTTConfig(port=int(sys.argv[1]), keepalive_s=5), "porch", C())
 b.start()
-while not (b.link and b.link.connected.is_set()):
-    time.sleep(0.01)
+assert b.link is not None and b.link.connected.wait(30)
 print("connected", flush=True)
-time.sleep(3600)
+threading.Event().wait()  # until killed
 """
 
 

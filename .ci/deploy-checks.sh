@@ -252,7 +252,7 @@ check_boot() {
 
   # boot it: own network namespace (loopback only), cgroup v2, BPF allowed for IPAddressDeny=
   SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn -D "$rootfs" --boot --private-network \
-    --register=no --keep-unit -M "vcci$$" --capability=CAP_BPF,CAP_PERFMON \
+    --register=no --keep-unit -M "vcci$$" --capability=CAP_BPF,CAP_PERFMON,CAP_MKNOD \
     --system-call-filter=bpf >"$WORK/console.log" 2>&1 &
   CT_PID=$!
   wait_for 30 "the container's init" pgrep -P "$CT_PID"
@@ -296,6 +296,17 @@ check_boot() {
   got=$(in_ct journalctl -u vcprobe -o cat --no-pager | grep '^{' | tail -1)
   [ "$got" = "$PROBE_WANT" ] || fail "boot: sandbox probe"$'\n'"  got:  $got"$'\n'"  want: $PROBE_WANT"
   echo "boot: sandbox ok: $got"
+
+  # PrivateUsers=yes leaves the video group unmapped; the kernel must still grant it the camera.
+  # A V4L2 node (major 81) with no driver behind it: ENXIO = allowed through, EACCES = not.
+  got=$(in_ct bash -c 'mknod -m 0660 /dev/video0 c 81 0 && chgrp video /dev/video0
+    printf "%s\n" "import errno, os" "try:" "    os.open(\"/dev/video0\", os.O_RDWR)" \
+      "except OSError as e:" "    print(errno.errorcode[e.errno])" >/srv/veilcam/open.py
+    chmod 644 /srv/veilcam/open.py
+    systemd-run --wait --pipe -q -p User=veilcam -p SupplementaryGroups=video -p PrivateUsers=yes \
+      -p DevicePolicy=closed -p "DeviceAllow=/dev/video0 rw" python3 /srv/veilcam/open.py')
+  [ "$got" = ENXIO ] || fail "boot: veilcam (PrivateUsers=yes) cannot open a root:video node: $got"
+  echo "boot: camera group access survives PrivateUsers=yes"
 
   if ((models)) && [ -n "$clip" ]; then
     wait_for 60 "veilcam.service active" in_ct systemctl is-active --quiet veilcam

@@ -75,6 +75,7 @@ def evaluate(
     tally = _Tally()
     ptally = {name: _Tally() for name in PERTURBATIONS} if perturb else {}
     ap_in: dict[str, list[tuple[np.ndarray, ...]]] = {s: [] for s in SETTINGS}
+    windows: list[int] = []
     ms_detect: list[float] = []
     ms_total: list[float] = []
     outside: list[float] = []
@@ -93,6 +94,7 @@ def evaluate(
         out = masker.apply(img, regions)
         t2 = time.perf_counter()
         ms_detect.append((t1 - t0) * 1e3)
+        windows.append(detector.windows(w, h))
         ms_total.append((t2 - t0) * 1e3)
         mask = region_mask(regions, w, h)
         valid = [f for f in s.faces if not f.invalid]
@@ -129,6 +131,7 @@ def evaluate(
         "recall_wider": {st: tally.recall(st) for st in SETTINGS},
         "ap": {st: average_precision(ap_in[st]) for st in SETTINGS},
         "masked_outside_faces": float(np.mean(outside)) if outside else None,
+        "windows_per_image": round(float(np.median(windows)), 1) if windows else None,
         "ms_per_image": {
             "detect_median": float(np.median(ms_detect)) if ms_detect else None,
             "detect_mask_median": float(np.median(ms_total)) if ms_total else None,

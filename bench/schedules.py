@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Compare detection schedules: WIDER recall/AP/area and detector cost, one row per schedule.
+
+    .venv/bin/python bench/schedules.py [--dataset DIR] [--video FILE]
+
+Each row runs ``veilcam eval faces --json --no-perturb --no-ssim`` with the schedule's
+``--set`` overrides on top of the defaults, and times the detector on the first 50 frames of a
+1080p clip in stream mode (the live service's use). Rows marked * are the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data"
+
+SCHEDULES: list[tuple[str, list[str]]] = [
+    ("whole frame only", ["detect.schedule.tile_scales=[]"]),
+    ("whole + tiles x0.8", ["detect.schedule.tile_scales=[0.8]"]),
+    ("whole + tiles x0.9 (overlap 32)", ["detect.schedule.tile_scales=[0.9]",
+                                         "detect.schedule.tile_overlap=32"]),
+    ("whole + tiles x1.0 *", []),
+    ("whole + tiles x1.0, every 8th frame", ["detect.schedule.tile_every=8"]),
+]  # fmt: skip
+
+
+def wider(dataset: Path, sets: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "daemon", "eval", "faces", "--dataset", str(dataset), "--json",
+           "--no-perturb", "--no-ssim"] + [a for s in sets for a in ("--set", s)]  # fmt: skip
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+
+
+def video_ms(video: Path, sets: list[str], frames: int = 50) -> tuple[float, int]:
+    """Median detector ms per 1080p frame in stream mode, and model runs per frame."""
+    sys.path.insert(0, str(REPO))
+    from daemon.commands._common import load_config
+    from daemon.detect import build_detector
+    from daemon.media.decode import VideoReader
+
+    cfg = load_config(None, sets)
+    assert cfg is not None
+    det = build_detector(cfg.detect)
+    ms = []
+    with VideoReader(video) as r:
+        for f in r.frames():
+            t = time.perf_counter()
+            det.detect(f.image, stream=True)
+            ms.append((time.perf_counter() - t) * 1e3)
+            if len(ms) >= frames:
+                break
+        w, h = r.size
+    n = det.windows(w, h)
+    every = cfg.detect.schedule.tile_every
+    whole = int(cfg.detect.schedule.whole_frame) * (1 + cfg.detect.schedule.whole_frame_flip)
+    per_frame = whole + -(-(n - whole) // every)
+    return statistics.median(ms[5:]), per_frame
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", type=Path, default=DATA / "wider_val_public")
+    ap.add_argument("--video", type=Path, default=DATA / "videos" / "facenet-pytorch_video.mp4")
+    args = ap.parse_args()
+    head = (
+        "| schedule | <16 | 16–32 | 32–64 | ≥64 | AP easy/med/hard | masked outside | "
+        "ms/img (runs) | ms/1080p frame, stream (runs) |"
+    )
+    print(head)
+    print("|" + "---|" * 9)
+    for name, sets in SCHEDULES:
+        r = wider(args.dataset, sets)
+        rec, ap_ = r["recall"], r["ap"]
+        ms, runs = video_ms(args.video, sets)
+        print(
+            f"| {name} | {rec['<16']:.3f} | {rec['16-32']:.3f} | {rec['32-64']:.3f} | "
+            f"{rec['>=64']:.3f} | {ap_['easy']:.3f}/{ap_['medium']:.3f}/{ap_['hard']:.3f} | "
+            f"{100 * r['masked_outside_faces']:.2f} % | "
+            f"{r['ms_per_image']['detect_median']:.0f} ({r['windows_per_image']}) | "
+            f"{ms:.0f} ({runs}) |",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

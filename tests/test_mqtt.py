@@ -657,3 +657,20 @@ def test_reload_with_new_mqtt_settings_reconnects_and_keeps_queued_events(
         w2.stop()
         bridge.stop()
         other.stop()
+
+
+def test_a_retained_command_is_not_applied(broker: Broker) -> None:
+    """A stale retained "privacy OFF" must not undo privacy mode at every reconnect."""
+    w = Watcher(broker, ("unused/x",)).start()
+    w.client.publish(f"{BASE}/privacy/set", "OFF", qos=1, retain=True).wait_for_publish(10)
+    controls = FakeControls()
+    controls.privacy = True
+    bridge = make_bridge(cfg_for(broker), controls)
+    try:
+        wait_for(lambda: bridge.rejects.rejected == 1, 10, "the retained command refused")
+        w.publish(f"{BASE}/recording/set", "OFF")  # live commands still work
+        wait_for(lambda: controls.calls, 10, "live command")
+        assert controls.calls == [("recording", False)] and controls.privacy is True
+    finally:
+        w.stop()
+        bridge.stop()

@@ -182,11 +182,16 @@ class MQTTBridge:
             self._dirty_states = self._dirty_stats = True
             self._cond.notify_all()
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         try:
             cmd = parse(topic, payload, self.topics, self.status_topic)
         except Rejected as exc:
             self.rejects(topic, str(exc))
+            return
+        if retained and cmd.name != "ha_status":
+            # a command someone left retained on the broker would be re-applied on every
+            # reconnect, e.g. turning privacy mode off again after it was switched on
+            self.rejects(topic, "retained command (publish commands without retain)")
             return
         log.info("MQTT command", extra=fields(topic=topic, command=cmd.name, value=cmd.value))
         with self._cond:

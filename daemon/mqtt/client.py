@@ -72,7 +72,7 @@ class MQTTLink:
         ident: Identity,
         *,
         on_connect: Callable[[], None] | None = None,
-        on_message: Callable[[str, bytes], None] | None = None,
+        on_message: Callable[[str, bytes, bool], None] | None = None,
         subscriptions: tuple[str, ...] = (),
     ) -> None:
         self.cfg = cfg
@@ -283,6 +283,6 @@ class MQTTLink:
             log.warning("MQTT message with a non-UTF-8 topic ignored")
             return
         try:
-            self._hook_message(topic, bytes(msg.payload))
+            self._hook_message(topic, bytes(msg.payload), bool(msg.retain))
         except Exception:  # a command must never take the network thread down
             log.exception("MQTT message handler failed", extra=fields(topic=topic))

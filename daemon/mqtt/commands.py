@@ -8,7 +8,8 @@ Accepted (everything else is rejected, logged with its topic, and ignored):
 * ``<prefix>/status`` (Home Assistant's birth/will) ``online`` | ``offline``
 
 Payloads are bytes of at most :data:`MAX_PAYLOAD`, UTF-8, compared exactly (surrounding
-whitespace aside). Rejections are logged at most :data:`LOG_BURST` per :data:`LOG_WINDOW_S`
+whitespace aside). Retained commands are refused by the bridge: they would be re-applied on
+every reconnect. Rejections are logged at most :data:`LOG_BURST` per :data:`LOG_WINDOW_S`
 seconds so a flood of junk cannot flood the journal; the suppressed ones are counted.
 """
 

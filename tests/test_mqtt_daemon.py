@@ -188,3 +188,18 @@ def test_snapshots_on_mqtt_hold_no_face_the_detector_finds(
         # nothing found where the face is in the source frames
         assert not any(iou(d.box, s) > 0.1 for d in hits for s in faces_src), hits
     assert any(img.max() >= 24 for img in snaps), "some snapshots show the (masked) scene"
+
+
+def test_the_daemon_records_everything_while_the_broker_is_down(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    clip = data_dir / "videos" / "intel_asl_gestures" / "again.mkv"  # 77 frames
+    nobody = Broker(tmp_path / "never-started")  # a free port where nothing listens
+    cfg = write_config(tmp_path, nobody, clip, loop=False)
+    regions = tmp_path / "regions.jsonl"
+    log = tmp_path / "run.log"
+    p = start(cfg, log, "--fast", "--regions", str(regions))
+    assert p.wait(120) == 0, log.read_text()[-3000:]
+    assert lines(regions) == 77
+    assert len(frames_of(segments(tmp_path / "rec"))) == 77
+    assert "MQTT broker unreachable, retrying" in log.read_text()

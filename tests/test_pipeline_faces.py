@@ -9,10 +9,13 @@ oval of a masked head now and then (score ~0.5), so "intact" is measured too: th
 grey-level difference between source and recording over the face box is ~2 for a face that was
 only re-encoded and ~20-30 for a masked one; below 8 counts as intact.
 
-"Faces in the source" are detections that persist into a neighbouring frame (IoU > 0.3 at
-i-1 or i+1). The daemon detects only some frames, as on the device; a box the detector reports
-in one frame alone is one it does not reproduce, and on these clips such boxes are false
-positives (e.g. again.mkv frame 7: a hand, score 0.5, checked by eye).
+"Faces in the source" are detections with a score of at least 0.3 that persist into a
+neighbouring frame (IoU > 0.3 at i-1 or i+1). The daemon detects only some frames, as on the
+device; the detector's low threshold (recall first) also reports hands, shirts and windows for a
+frame or two, which the daemon cannot be expected to catch on the frames it skips. On these
+clips every real face scores 0.7-0.95 and every box below 0.3 is such a false positive (checked
+by eye: again.mkv frame 7, walk.mkv frames 5-6 are hands; face-demographics-walking.gif has a
+shirt pattern at 0.24 and a window at 0.1).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def frames(path: Path):
 
 
 INTACT_MAD = 8.0
+SOURCE_FACE_SCORE = 0.3
 
 
 def mad(a: np.ndarray, b: np.ndarray, box) -> float:
@@ -95,7 +99,10 @@ def test_no_face_of_the_source_is_visible_in_the_recording(
     source = list(frames(src))
     assert len(recorded) == len(source) == len(regions)
 
-    found = [[d for d in detector.detect(img) if d.label == "face"] for img in source]
+    found = [
+        [d for d in detector.detect(img) if d.label == "face" and d.score >= SOURCE_FACE_SCORE]
+        for img in source
+    ]
 
     def persists(i: int, box) -> bool:
         near = [*found[max(0, i - 1) : i], *found[i + 1 : i + 2]]

@@ -176,9 +176,9 @@ say "installing models into $OPT/models"
 rm -rf "$R$OPT/models.new"
 install -d -m 0755 "$R$OPT/models.new"
 if [ -d "$SRC/models" ]; then
-  (cd "$SRC/models" && find . -maxdepth 2 -type f \
-    \( -name '*.tflite' -o -name '*.yaml' -o -name '*.json' -o -name '*.md' -o -name 'LICENSE*' \) \
-    -not -path './.*' -print0) |
+  # the models, manifest, verification and licences; not the converter (scripts, its venv)
+  (cd "$SRC/models" && find . -type f -not -path './.*' -not -path '*/__pycache__/*' \
+    -not -name '*.py' -not -name '*.sh' -not -name 'requirements-*.txt' -print0) |
     while IFS= read -r -d '' f; do install -D -m 0644 "$SRC/models/$f" "$R$OPT/models.new/$f"; done
 fi
 ls "$R$OPT/models.new"/*.tflite >/dev/null 2>&1 ||

@@ -135,8 +135,10 @@ def test_layout_user_and_permissions(installed: tuple[Path, dict, dict]) -> None
         REPO / "deploy/nftables.conf"
     ).read_text()
     assert os.readlink(root / "usr/local/bin/veilcam") == "/opt/veilcam/venv/bin/veilcam"
+    models = root / "opt/veilcam/models"
     repo_models = sorted(p.name for p in (REPO / "models").glob("*.tflite"))
-    assert sorted(p.name for p in (root / "opt/veilcam/models").glob("*.tflite")) == repo_models
+    assert sorted(p.name for p in models.glob("*.tflite")) == repo_models
+    assert not list(models.rglob("*.py")) and not list(models.glob(".*"))  # no converter
 
     # the venv runs the installed package, with apt's numpy (what picamera2 was built against)
     # and apt's systemd binding (not rebuilt from the sdist)

@@ -175,3 +175,14 @@ def test_unopenable_file_source_fails_clearly(tmp_path: Path, missing: str) -> N
     code, err = finish(start(["--config", str(cfg), "--source", str(tmp_path / missing)]))
     assert code == 1
     assert "no such file" in err
+
+
+def test_auto_without_a_camera_says_so(tmp_path: Path) -> None:
+    import glob
+
+    if glob.glob("/dev/video*"):
+        pytest.skip("this machine has a V4L2 device; auto would use it")
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "rec")
+    code, err = finish(start(["--config", str(cfg), "--source", "auto"]))
+    assert code == 1
+    assert "no camera found" in err

@@ -314,7 +314,19 @@ check_boot() {
     in_ct systemctl reload veilcam || fail "boot: reload"
     wait_for 30 "the reload to be logged" in_ct bash -c 'journalctl -u veilcam --no-pager | grep -qi reload'
     in_ct systemctl is-active --quiet veilcam || fail "boot: not active after reload"
-    echo "boot: service running, recording, reloaded: $(in_ct systemctl show -p StatusText --value veilcam)"
+    # it reports to the broker (through IPAddressAllow= and the firewall)
+    in_ct mosquitto_sub -h 127.0.0.1 -t 'veilcam/#' -C 1 -W 20 >/dev/null ||
+      fail "boot: nothing published on veilcam/# at the broker"
+    # past WatchdogSec (30 s) without being restarted: WATCHDOG=1 keeps coming
+    wait_for 90 "40 s of uptime" in_ct bash -c \
+      'since=$(systemctl show -p ActiveEnterTimestampMonotonic --value veilcam)
+       now=$(cut -d" " -f1 /proc/uptime | tr -d .)0000
+       [ $((now - since)) -gt 40000000 ]'
+    in_ct systemctl is-active --quiet veilcam || fail "boot: service died (watchdog?)"
+    [ "$(in_ct systemctl show -p NRestarts --value veilcam)" = 0 ] ||
+      fail "boot: the service was restarted:"$'\n'"$(in_ct journalctl -u veilcam --no-pager | tail -20)"
+    echo "boot: service running, recording, reloaded, publishing, watchdog fed:" \
+      "$(in_ct systemctl show -p StatusText --value veilcam)"
   fi
 
   # again: same result

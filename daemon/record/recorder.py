@@ -56,7 +56,7 @@ class Recorder:
         fps: float,
         *,
         on_written: Callable[[MaskedFrame, int], None] | None = None,
-        queue_size: int = 4,
+        queue_size: int = 2,
     ) -> None:
         self.cfg = cfg
         self.camera = camera

@@ -281,3 +281,13 @@ def test_events_mode_records_around_the_face_only(tmp_path: Path, square_clip: P
     n, err = probe(files[0])
     assert err == ""
     assert N - 17 <= n <= N - 17 + 6, n  # the event plus at most 0.2 s (5 frames) of pre-roll
+
+
+def test_state_file_survives_restarts_and_corruption(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    StateStore(path).update(privacy=True, recording=False)
+    again = StateStore(path).switches
+    assert (again.privacy, again.recording) == (True, False)
+    path.write_text("{not json")
+    fresh = StateStore(path).switches  # unreadable: defaults, logged, no crash
+    assert (fresh.privacy, fresh.recording) == (False, True)

@@ -2,7 +2,8 @@
 
 Kept in a small JSON file (``recording.state_file``, default ``<recording.path>/../state.json``)
 written atomically, so a power cut leaves either the old or the new state, never a torn file.
-An unreadable file falls back to the defaults (privacy off, recording on) and is logged.
+A missing file means the defaults (privacy off, recording on); an unreadable one turns privacy
+mode on (it may have been on) and says so in the log.
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ class StateStore:
                 recording=bool(data.get("recording", True)),
             )
         except (OSError, ValueError, AttributeError) as exc:
+            # fail closed: privacy mode may have been on; the operator switches it off again
             log.error(
-                "state file unreadable, using defaults", extra=fields(path=self.path, error=exc)
+                "state file unreadable: privacy mode ON until switched off",
+                extra=fields(path=self.path, error=exc),
             )
-            return Switches()
+            return Switches(privacy=True)
 
     def update(self, **changes: bool) -> Switches:
         with self._lock:

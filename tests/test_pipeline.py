@@ -289,5 +289,7 @@ def test_state_file_survives_restarts_and_corruption(tmp_path: Path) -> None:
     again = StateStore(path).switches
     assert (again.privacy, again.recording) == (True, False)
     path.write_text("{not json")
-    fresh = StateStore(path).switches  # unreadable: defaults, logged, no crash
-    assert (fresh.privacy, fresh.recording) == (False, True)
+    fresh = StateStore(path).switches  # unreadable: privacy on (fail closed), logged, no crash
+    assert (fresh.privacy, fresh.recording) == (True, True)
+    path.unlink()
+    assert StateStore(path).switches.privacy is False  # no file: defaults

@@ -325,8 +325,11 @@ check_boot() {
     in_ct systemctl is-active --quiet veilcam || fail "boot: service died (watchdog?)"
     [ "$(in_ct systemctl show -p NRestarts --value veilcam)" = 0 ] ||
       fail "boot: the service was restarted:"$'\n'"$(in_ct journalctl -u veilcam --no-pager | tail -20)"
+    local pid hwm
+    pid=$(in_ct systemctl show -p MainPID --value veilcam)
+    hwm=$(in_ct awk '/^VmHWM/ { print int($2 / 1024) " MB" }' "/proc/$pid/status")
     echo "boot: service running, recording, reloaded, publishing, watchdog fed:" \
-      "$(in_ct systemctl show -p StatusText --value veilcam)"
+      "$(in_ct systemctl show -p StatusText --value veilcam); peak RSS $hwm (MemoryMax=1G)"
   fi
 
   # again: same result

@@ -142,3 +142,24 @@ def test_corrupt_video_is_named_and_the_rest_still_processed(
 
 def test_output_may_not_overwrite_the_input(tree: Path) -> None:
     assert main(["mask", str(tree / "in"), "--output", str(tree / "in")]) == 2
+
+
+def test_single_video_regions_go_to_the_file_with_zones(tmp_path: Path, data_dir: Path) -> None:
+    ann = _faces(data_dir)[0]
+    img = cv2.imread(str(data_dir / "dlib_faces" / "images" / ann["image"]))
+    img = img[: img.shape[0] // 2 * 2, : img.shape[1] // 2 * 2]
+    _write_video(tmp_path / "clip.mkv", [img] * 3)
+    regions = tmp_path / "r.jsonl"
+    zone = "mask.zones=[{name: corner, points: [[0, 0], [60, 0], [0, 60]]}]"
+    args = ["mask", str(tmp_path / "clip.mkv"), "-o", str(tmp_path / "out"), "--set", zone]
+    assert main([*args, "--regions", str(regions)]) == 0
+    lines = [json.loads(x) for x in regions.read_text().splitlines()]
+    assert [x["frame"] for x in lines] == [0, 1, 2]
+    zones = [r for r in lines[0]["regions"] if r["label"] == "zone"]
+    assert zones == [
+        {"box": [0, 0, 60, 60], "label": "zone", "shape": "polygon",
+         "points": [[0, 0], [60, 0], [0, 60]]}
+    ]  # fmt: skip
+    with av.open(str(tmp_path / "out" / "clip.mp4")) as c:
+        first = next(iter(c.decode(video=0))).to_ndarray(format="bgr24")
+    assert first[2:20, 2:20].max() < 12  # zone filled black (up to H.264 noise)

@@ -10,6 +10,12 @@ the first successful result ``r`` at or after it when
 A frame still uncovered ``deadline_ms`` after capture, or whose covering result is too far or too
 late, is obscured (blacked out) or dropped, per ``on_missing``, and counted. A failed detector
 run covers nothing; the frames around it wait for the next successful run like any other.
+
+A file played with ``--fast`` has no wall clock to keep up with: there the gate ignores
+capture-to-result time (``wall_clock=False``) and the pipeline holds the file back so that the
+detector never falls more than the deadline behind, in video time. A frame is then obscured only
+when the detector failed on it and on every frame up to the deadline after it, or when the file
+ended with no result covering it.
 """
 
 from __future__ import annotations
@@ -68,14 +74,17 @@ class Decision:
 class Gate:
     """Keeps recent detection results and decides each frame. Used by one thread."""
 
-    def __init__(self, cfg: GateConfig) -> None:
+    def __init__(self, cfg: GateConfig, *, wall_clock: bool = True) -> None:
         self.cfg = cfg
         self.deadline_s = cfg.deadline_ms / 1000.0
+        self.wall_clock = wall_clock
         self._ok: list[DetectionResult] = []  # successful results, by index
         self._ok_index: list[int] = []
         self._last_error_index = -1
+        self._last_run_pts = float("-inf")  # newest frame any run (ok or failed) was on
 
     def add(self, r: DetectionResult) -> None:
+        self._last_run_pts = max(self._last_run_pts, r.pts)
         if not r.ok:
             self._last_error_index = max(self._last_error_index, r.index)
             return
@@ -88,15 +97,22 @@ class Gate:
         i = bisect.bisect_left(self._ok_index, index)
         return self._ok[i] if i < len(self._ok) else None
 
-    def decide(self, index: int, pts: float, captured: float, now: float) -> Decision:
+    def decide(
+        self, index: int, pts: float, captured: float, now: float, *, final: bool = False
+    ) -> Decision:
+        """``final``: no further result will come (the source ended and the detector is idle)."""
         r = self.covering(index)
         if r is not None:
-            if r.pts - pts > self.deadline_s or r.done - captured > self.deadline_s:
+            late = self.wall_clock and r.done - captured > self.deadline_s
+            if r.pts - pts > self.deadline_s or late:
                 return Decision("obscure", "detection-late")
             return Decision("mask")
-        left = captured + self.deadline_s - now
-        if left > 0:
-            return Decision("wait", wait_s=left)
+        if self.wall_clock:
+            left = captured + self.deadline_s - now
+            if left > 0 and not final:
+                return Decision("wait", wait_s=left)
+        elif not final and self._last_run_pts - pts <= self.deadline_s:
+            return Decision("wait", wait_s=0.5)
         if self._last_error_index >= index:
             return Decision("obscure", "detection-failed")
         return Decision("obscure", "detection-missing")

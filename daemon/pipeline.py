@@ -125,7 +125,7 @@ class Pipeline:
         self.listeners: list[PipelineListener] = []
         self._privacy = self.state.switches.privacy
         self._recording_on = self.state.switches.recording
-        self.gate = Gate(cfg.gate)
+        self.gate = Gate(cfg.gate, wall_clock=not fast)
         self.tracker = Tracker(cfg.track)
         self._events = _Events(cfg.camera.name)
         self._cond = threading.Condition()
@@ -135,6 +135,8 @@ class Pipeline:
         self._stopping = False
         self._new_cfg: Config | None = None
         self._stop_detect = False
+        self._detecting = False  # the detector holds a frame right now
+        self._taken_pts: float | None = None  # pts of the newest frame the detector took
         self.fatal: str | None = None  # set when the detector model failed: nothing is recorded
         self.done = threading.Event()
         self.recorder: Recorder | None = None
@@ -280,12 +282,20 @@ class Pipeline:
                     self.frames_dropped += 1
                     return False
             else:
-                while len(self._pending) >= self.cfg.gate.queue_frames and not self._stop_detect:
+                while not self._stop_detect and (
+                    len(self._pending) >= self.cfg.gate.queue_frames or self._too_far(frame)
+                ):
                     self._cond.wait(1.0)
             self._pending.append(frame)
             self._latest = frame
             self._cond.notify_all()
         return True
+
+    def _too_far(self, frame: Frame) -> bool:
+        """--fast: hold the file back while the detector is most of a deadline behind it."""
+        if not self.fast or self._taken_pts is None:
+            return False
+        return frame.pts - self._taken_pts > 0.9 * self.gate.deadline_s
 
     def _capture_progress(self) -> None:
         if self.capture.state in ("lost", "retrying"):
@@ -303,6 +313,9 @@ class Pipeline:
                 if self._latest is None:
                     return
                 frame, self._latest = self._latest, None
+                self._detecting = True
+                self._taken_pts = frame.pts
+                self._cond.notify_all()
             t0 = time.monotonic()
             try:
                 dets = self.detector.detect(frame.image)
@@ -319,6 +332,7 @@ class Pipeline:
                 self.detector_errors += 1
             del frame
             with self._cond:
+                self._detecting = False
                 self.detector_runs += 1
                 self._last_detect_done = done
                 if r.ok:
@@ -370,7 +384,15 @@ class Pipeline:
                     self._cond.wait(0.5)
                     return False
                 head = self._pending[0]
-                d = self.gate.decide(head.index, head.pts, head.captured, time.monotonic())
+                final = (
+                    self.capture.ended.is_set()
+                    and self._latest is None
+                    and not self._detecting
+                    and not self._new_results
+                )
+                d = self.gate.decide(
+                    head.index, head.pts, head.captured, time.monotonic(), final=final
+                )
                 if d.verdict == "wait":
                     self._cond.wait(min(d.wait_s, 0.5))
                     continue

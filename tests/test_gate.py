@@ -71,3 +71,16 @@ def test_gate_config_rejects_unknown_key_with_line() -> None:
     with pytest.raises(ConfigError) as err:
         parse("gate:\n  on_missing: blur\n", "x.yaml")
     assert err.value.problems[0].startswith("x.yaml:2: gate.on_missing:")
+
+
+def test_fast_file_mode_ignores_wall_clock_but_not_video_time() -> None:
+    g = Gate(CFG, wall_clock=False)
+    g.add(ok(1, 0.04, done=99.0))  # ready long after capture: fine for a file played fast
+    assert g.decide(1, 0.04, captured=10.0, now=99.0).verdict == "mask"
+    # no result at or after frame 2 yet, and the detector is not past its deadline: wait
+    assert g.decide(2, 0.08, captured=10.0, now=99.0).verdict == "wait"
+    g.add(DetectionResult(9, 0.36, 99.1, None, error="boom"))  # failures up to 0.36 s
+    assert g.decide(2, 0.08, captured=10.0, now=99.1).verdict == "obscure"  # 0.28 s > 0.2 s
+    assert g.decide(5, 0.20, captured=10.0, now=99.1).verdict == "wait"
+    d = g.decide(5, 0.20, captured=10.0, now=99.1, final=True)  # the file ended
+    assert (d.verdict, d.reason) == ("obscure", "detection-failed")

@@ -177,7 +177,7 @@ rm -rf "$R$OPT/models.new"
 install -d -m 0755 "$R$OPT/models.new"
 if [ -d "$SRC/models" ]; then
   # the models, manifest, verification and licences; not the converter (scripts, its venv)
-  (cd "$SRC/models" && find . -type f -not -path './.*' -not -path '*/__pycache__/*' \
+  (cd "$SRC/models" && find . \( -name '.?*' -o -name __pycache__ \) -prune -o -type f \
     -not -name '*.py' -not -name '*.sh' -not -name 'requirements-*.txt' -print0) |
     while IFS= read -r -d '' f; do install -D -m 0644 "$SRC/models/$f" "$R$OPT/models.new/$f"; done
 fi

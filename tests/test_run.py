@@ -186,3 +186,27 @@ def test_auto_without_a_camera_says_so(tmp_path: Path) -> None:
     code, err = finish(start(["--config", str(cfg), "--source", "auto"]))
     assert code == 1
     assert "no camera found" in err
+
+
+def test_rtsp_camera_is_recorded(tmp_path: Path) -> None:
+    from tests._live import free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        ["/usr/bin/python3", str(REPO / "tests" / "rtsp_server.py"), str(port), "testsrc"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "READY"
+        cfg = write_config(tmp_path / "c.yaml", tmp_path / "rec", camera="  open_timeout_s: 5\n")
+        code, err = finish(
+            start(["--config", str(cfg), "--source", f"rtsp://127.0.0.1:{port}/cam", "--for", "5"])
+        )
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert code == 0, err
+    files = segments(tmp_path / "rec")
+    assert files and all(probe(f)[1] == "" for f in files)
+    assert sum(probe(f)[0] for f in files) >= 25  # seconds of a 25 fps camera, minus start-up

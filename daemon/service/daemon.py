@@ -200,7 +200,7 @@ class Service:
             if p.done.is_set():
                 if p.fatal:
                     log.critical("stopped", extra=fields(reason=p.fatal))
-                    code = EXIT_MODEL
+                    code = EXIT_MODEL if "model" in p.fatal else EXIT_RUNTIME
                 elif p.capture.error:
                     log.error("source failed", extra=fields(error=p.capture.error))
                     code = EXIT_RUNTIME

@@ -116,6 +116,8 @@ class StatusListener:
 
     def on_stats(self, stats: dict[str, Any]) -> None:
         parts = [f"{stats['fps']:.1f} fps", f"{stats['faces']} faces"]
+        if stats.get("detector_ms") is not None:
+            parts.append(f"detector {stats['detector_ms']:.0f} ms")
         if stats.get("source_state") != "ok":
             parts.append(f"source {stats.get('source_state')}")
         if stats.get("frames_obscured"):

@@ -702,7 +702,6 @@ def centerface_convert(src_onnx: Path, w: int, h: int, calib_rgb, outdir: Path) 
         "-oiqt",
         "-qt",
         "per-channel",
-        "-coion",
         "-cotof",
         "-cind",
         "input",
@@ -711,10 +710,20 @@ def centerface_convert(src_onnx: Path, w: int, h: int, calib_rgb, outdir: Path) 
         std,
     ]
     env = dict(os.environ, PATH=f"{Path(sys.prefix) / 'bin'}:{os.environ.get('PATH', '')}")
-    log(f"onnx2tf {w}x{h} ({len(calib)} calibration frames) -> {tfl}")
+    stamp = outdir / "inputs.sha256"
+    key = hashlib.sha256(
+        frozen.read_bytes() + (outdir / "calib.npy").read_bytes() + " ".join(cmd[1:]).encode()
+    ).hexdigest()
     t0 = time.time()
-    with open(logf, "w") as f:
-        rc = subprocess.call(cmd, cwd=outdir, stdout=f, stderr=subprocess.STDOUT, env=env)
+    if stamp.exists() and stamp.read_text().split() == [key, "0"]:
+        log(f"onnx2tf {w}x{h}: reusing {tfl} (same model, calibration data and options)")
+        rc = 0
+    else:
+        log(f"onnx2tf {w}x{h} ({len(calib)} calibration frames) -> {tfl}")
+        shutil.rmtree(tfl, ignore_errors=True)
+        with open(logf, "w") as f:
+            rc = subprocess.call(cmd, cwd=outdir, stdout=f, stderr=subprocess.STDOUT, env=env)
+        stamp.write_text(f"{key} {rc}\n")
     text = re.sub(r"\x1b\[[0-9;]*m", "", logf.read_text(errors="replace"))
     checks = re.findall(r"validate_result:\s+(\w[\w ]*?)\s*$", text, flags=re.M)
     res = {
@@ -731,6 +740,45 @@ def centerface_convert(src_onnx: Path, w: int, h: int, calib_rgb, outdir: Path) 
         if not res[k].exists():
             res[k] = None
     return res
+
+
+def centerface_name_outputs(ref, variants: dict, w: int, h: int, frame, dst_dir: Path) -> dict:
+    """onnx2tf names the outputs Identity*/PartitionedCall:* in no fixed order. Name them
+    heatmap/scale/offset/landmarks (and the input "input") by matching each output with the
+    float ONNX outputs on a real frame; the named copies are what gets checked and shipped."""
+    import numpy as np
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+
+    x = centerface_input(frame, w, h)
+    r = ref(x)
+    named = {}
+    for k, path in variants.items():
+        if path is None:
+            named[k] = None
+            continue
+        o = TFLiteModel(path)(x)
+        mapping = {}
+        for tname, v in o.items():
+            cands = [n for n in CENTERFACE_OUTPUTS if r[n].shape == v.shape]
+            errs = {n: float(np.abs(r[n] - v).mean()) for n in cands}
+            best = min(errs, key=errs.get)
+            if best in mapping.values():
+                raise SystemExit(f"{path.name}: cannot tell the outputs apart ({errs})")
+            mapping[tname] = best
+        m = fbu.read_model(str(path))
+        sg = m.subgraphs[0]
+        sg.tensors[sg.inputs[0]].name = b"input"
+        for t in sg.outputs:
+            sg.tensors[t].name = mapping[sg.tensors[t].name.decode()].encode()
+        for sig in m.signatureDefs or []:
+            for tm in sig.inputs:
+                tm.name = "input"
+            for tm in sig.outputs:
+                tm.name = sg.tensors[tm.tensorIndex].name.decode()
+        dst = dst_dir / f"{path.stem}_named.tflite"
+        fbu.write_model(m, str(dst))
+        named[k] = dst
+    return named
 
 
 def centerface_evaluate(ref, variants: dict, w: int, h: int, sets: dict, thresholds) -> dict:
@@ -763,6 +811,25 @@ def centerface_evaluate(ref, variants: dict, w: int, h: int, sets: dict, thresho
         }
         for k in models
     }
+
+
+def centerface_full_int8_as_good(ev: dict) -> tuple[bool, str]:
+    """Float-I/O int8 is preferred; the full-int8-I/O model is taken only when it is just as
+    accurate: on every check set and threshold its agreement with the float model and its GT
+    recall are no lower than the float-I/O model's."""
+    a, b = ev.get("int8_float_io"), ev.get("int8_full")
+    if b is None:
+        return False, "no full-int8 model"
+    for s, per in a["detections_vs_float_onnx"].items():
+        for t, x in per.items():
+            y = b["detections_vs_float_onnx"][s][t]
+            for k in ("agreement_recall", "agreement_precision", "gt_recall_quant"):
+                if x.get(k) is not None and (y.get(k) is None or y[k] < x[k]):
+                    return False, f"float I/O kept: full int8 {k} {y.get(k)} < {x[k]} on {s} {t}"
+    return True, (
+        "full int8 I/O taken: on every check set and threshold it agrees with the float model "
+        "and finds the annotated faces at least as well as the float-I/O int8 model"
+    )
 
 
 def centerface_passes(ev: dict, thr: float) -> tuple[bool, str]:
@@ -1212,6 +1279,58 @@ def tensor_details(path: Path) -> dict:
     }
 
 
+_COMPAT_RUNNER = """
+import json, sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+out = {}
+for path, npz in json.loads(sys.argv[1]).items():
+    it = Interpreter(model_path=path, num_threads=2)
+    it.allocate_tensors()
+    x = np.load(npz)["x"]
+    d = it.get_input_details()[0]
+    if d["dtype"] != np.float32:
+        scale, zp = d["quantization"]
+        x = np.clip(np.round(x / scale + zp), -128, 127).astype(d["dtype"])
+    it.set_tensor(d["index"], x)
+    it.invoke()
+    res = {}
+    for d in it.get_output_details():
+        v = it.get_tensor(d["index"])
+        if v.dtype != np.float32:
+            scale, zp = d["quantization"]
+            v = (v.astype(np.float32) - zp) * scale
+        res[d["name"]] = v
+    np.savez(npz + ".out.npz", **res)
+    out[path] = "ok"
+print(json.dumps(out))
+"""
+
+
+def compat_check(work: Path, spec: str, models: dict) -> dict:
+    """Run the models with an older runtime (the oldest the project supports) on real inputs and
+    compare with this venv's runtime. models: {path: float32 input}."""
+    import numpy as np
+
+    vdir = work / ("runtime-" + re.sub(r"[^A-Za-z0-9.]+", "_", spec))
+    py = vdir / "bin" / "python"
+    if not py.exists():
+        subprocess.check_call([sys.executable, "-m", "venv", str(vdir)])
+        subprocess.check_call([str(py), "-m", "pip", "install", "-q", spec, "numpy<2.3"])
+    jobs = {}
+    for path, x in models.items():
+        npz = work / f"compat_{Path(path).stem}.npz"
+        np.savez(npz, x=x)
+        jobs[str(path)] = str(npz)
+    subprocess.check_call([str(py), "-c", _COMPAT_RUNNER, json.dumps(jobs)])
+    res = {}
+    for path, npz in jobs.items():
+        theirs = dict(np.load(npz + ".out.npz"))
+        ours = TFLiteModel(Path(path))(models[Path(path)])
+        res[Path(path).name] = {k: round(float(np.abs(theirs[k] - ours[k]).max()), 6) for k in ours}
+    return {"runtime": spec, "max_abs_output_diff_vs_converter_runtime": res}
+
+
 CENTERFACE_DOC = {
     "preprocessing": (
         "RGB image resized (stretched, cv2.INTER_LINEAR, no letterbox) to exactly W x H; "
@@ -1266,7 +1385,13 @@ def write_manifest(out_dir: Path, ver: dict, roots: dict) -> None:
                 "input_size": {"width": w, "height": h},
                 "input": {
                     "layout": "NHWC",
-                    "dtype": "float32",
+                    "dtype": tensor_details(f)["inputs"][0]["dtype"],
+                    "quantized_input": (
+                        None
+                        if tensor_details(f)["inputs"][0]["quantization"] is None
+                        else "q = clip(round(pixel / scale) + zero_point, -128, 127) with the "
+                        "input's scale/zero_point (scale ~1, zero_point -128: q = pixel - 128)"
+                    ),
                     "color_order": "RGB",
                     "value_range": [0.0, 255.0],
                     "mean": [0.0, 0.0, 0.0],
@@ -1275,7 +1400,10 @@ def write_manifest(out_dir: Path, ver: dict, roots: dict) -> None:
                     "preprocessing": CENTERFACE_DOC["preprocessing"],
                 },
                 "tensors": tensor_details(f),
-                "output_order_note": "match outputs by name, not by index",
+                "output_order_note": (
+                    "match outputs by name, not by index; int8 outputs: value = "
+                    "(q - zero_point) * scale"
+                ),
                 "outputs": CENTERFACE_DOC["outputs"],
                 "decoding": {
                     "stride": 4,
@@ -1289,6 +1417,7 @@ def write_manifest(out_dir: Path, ver: dict, roots: dict) -> None:
                     f"(TensorFlow {ver['environment']['packages'].get('tensorflow')} converter)",
                     "mode": cf["quant_mode"],
                     "io": cf["io"],
+                    "io_choice": cf.get("io_choice"),
                     "calibration": ver["calibration"]["description"],
                 },
             }
@@ -1358,6 +1487,143 @@ def write_manifest(out_dir: Path, ver: dict, roots: dict) -> None:
     )
     (out_dir / "manifest.yaml").write_text(text)
     log(f"wrote {out_dir / 'manifest.yaml'} ({len(models)} models)")
+
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.1f}"
+
+
+def results_markdown(ver: dict) -> str:
+    """The measured numbers, as tables for README.md (regenerated on every run)."""
+    lines = [
+        f"Generated by `{ver['command']}` on {ver['environment']['machine']} "
+        f"({ver['environment']['cpus']} CPUs), Python {ver['environment']['python']}; "
+        "details in `verification.json`.",
+        "",
+        "Check sets: "
+        + ", ".join(f"{k} ({v} images)" for k, v in ver["check_sets"].items())
+        + ". "
+        + ver["check_sets_note"],
+        "",
+    ]
+    cf = ver.get("centerface", {}).get("sizes", {})
+    if cf:
+        lines += [
+            "### CenterFace: int8 vs the float ONNX model (threshold 0.5; IoU >= 0.5 matches)",
+            "",
+            "| size | passes | variant | set | float dets | agree recall % | agree precision % "
+            "| mean IoU | GT recall float % | GT recall int8 % | ms (2 thr) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for size, e in cf.items():
+            for var in ("float32", "int8_float_io", "int8_full"):
+                if var not in e["variants"]:
+                    continue
+                ms = e["timing_2_threads"].get(var, {}).get("median_ms")
+                for sname, per in e["variants"][var]["detections_vs_float_onnx"].items():
+                    a = per["threshold_0.5"]
+                    lines.append(
+                        f"| {size} | {'yes' if e['passes'] else 'no'} | {var} | {sname} | "
+                        f"{a['float_detections']} | {_pct(a['agreement_recall'])} | "
+                        f"{_pct(a['agreement_precision'])} | {a['mean_iou_matched']} | "
+                        f"{_pct(a.get('gt_recall_float'))} | {_pct(a.get('gt_recall_quant'))} | "
+                        f"{ms} |"
+                    )
+        lines += [""]
+        for size, e in cf.items():
+            hm = e["variants"].get("float32", {}).get("tensors_vs_float_onnx", {}).get("heatmap")
+            hq = e["variants"].get("int8_float_io", {}).get("tensors_vs_float_onnx", {})
+            if e.get("committed"):
+                status = "committed as " + e["committed"]
+            else:
+                status = "passes, not kept" if e["passes"] else "REJECTED: " + e["reason"]
+            lines.append(
+                f"- {size}: {status}; onnx2tf per-op check {e['onnx2tf_op_check']}; "
+                f"float32 TFLite heatmap max |diff| {hm['max_abs_diff'] if hm else '–'}; "
+                f"int8 heatmap max |diff| {hq.get('heatmap', {}).get('max_abs_diff', '–')}, "
+                f"mean {hq.get('heatmap', {}).get('mean_abs_diff', '–')}"
+            )
+        lines += [""]
+    bf = ver.get("blazeface", {})
+    if bf:
+        lines += [
+            "### BlazeFace: int8 vs the upstream float model (mediapipe's min_score_thresh)",
+            "",
+            "| model | variant | set | float dets | agree recall % | agree precision % | mean IoU "
+            "| GT recall float % | GT recall int8 % | ms (2 thr) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for variant, e in bf.items():
+            for var, ev in e["variants"].items():
+                ms = e["timing_2_threads"].get(var, {}).get("median_ms")
+                det = next(v for k, v in ev.items() if k.startswith("detections_vs_float"))
+                for sname, a in det.items():
+                    lines.append(
+                        f"| {variant} | {var} | {sname} | {a['float_detections']} | "
+                        f"{_pct(a['agreement_recall'])} | {_pct(a['agreement_precision'])} | "
+                        f"{a['mean_iou_matched']} | {_pct(a.get('gt_recall_float'))} | "
+                        f"{_pct(a.get('gt_recall_quant'))} | {ms} |"
+                    )
+            up = e["timing_2_threads"]["upstream_float"]["median_ms"]
+            lines.append(f"| {variant} | upstream float | | | | | | | | {up} |")
+        lines += [""]
+        for variant, e in bf.items():
+            m = e["variants"]["int8_mixed"]
+            lines.append(
+                f"- {variant}: float ops {e['float_ops']}; score |diff| mean "
+                f"{m['score_mean_abs_diff_anchors_above_0.05']} (anchors scoring >= 0.05), max "
+                f"{m['score_max_abs_diff_all_anchors']}; box |diff| at face anchors max "
+                f"{m['box_max_abs_diff_input_px_at_face_anchors']} input px"
+            )
+        lines += [""]
+    cc = ver.get("compat_check")
+    if cc:
+        lines.append(
+            f"Older runtime check ({cc['runtime']}): max |output diff| vs the converter's "
+            f"runtime: {json.dumps(cc['max_abs_output_diff_vs_converter_runtime'])}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def rebench(out: Path, ver: dict, frame, work: Path, mp_root: Path) -> None:
+    """Re-time the committed models and their float references (e.g. on a quiet machine)."""
+    for key, e in ver.get("centerface", {}).get("sizes", {}).items():
+        w, h = (int(v) for v in key.split("x"))
+        x = centerface_input(frame, w, h)
+        d = str(work / "centerface" / key / f"centerface_{key}")
+        paths = {
+            "float32": Path(d + "_float32_named.tflite"),
+            "int8_float_io": Path(d + "_integer_quant_named.tflite"),
+            "int8_full": Path(d + "_full_integer_quant_named.tflite"),
+        }
+        if e.get("committed"):
+            paths["int8_float_io"] = out / e["committed"]
+        e["timing_2_threads"] = {k: bench(p, x) for k, p in paths.items() if p.exists()}
+    for variant, e in ver.get("blazeface", {}).items():
+        size = int(e["graph_options"]["SsdAnchorsCalculator"]["input_size_width"])
+        x, _ = blazeface_input(frame, size)
+        d = work / "blazeface" / variant
+        paths = {
+            "upstream_float": mp_root / BLAZEFACE[variant]["source"],
+            "float32_expanded": d / f"blazeface_{variant}_float32.tflite",
+            "int8_mixed": out / e["file"],
+            "int8_all": d / f"blazeface_{variant}_int8_all.tflite",
+        }
+        e["timing_2_threads"] = {k: bench(p, x) for k, p in paths.items() if p.exists()}
+    log("re-timed the models")
+
+
+def update_readme(out_dir: Path, ver: dict) -> None:
+    readme = out_dir / "README.md"
+    begin, end = "<!-- results:begin -->", "<!-- results:end -->"
+    if not readme.exists():
+        return
+    text = readme.read_text()
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1]
+        readme.write_text(head + begin + "\n" + results_markdown(ver) + end + tail)
+        log(f"updated the results in {readme}")
 
 
 def environment() -> dict:
@@ -1440,8 +1706,18 @@ def main() -> None:
         default=60,
         help="WIDER val images used to *check* agreement (never to calibrate)",
     )
-    ap.add_argument("--only", choices=("centerface", "blazeface"), default=None)
+    ap.add_argument(
+        "--only",
+        choices=("centerface", "blazeface", "bench"),
+        default=None,
+        help="one stage; 'bench' only re-times the models already listed in verification.json",
+    )
     ap.add_argument("--no-venv", action="store_true", help="use the current interpreter as is")
+    ap.add_argument(
+        "--compat-runtime",
+        default="ai-edge-litert==1.4.0",
+        help="older runtime the models must also load in ('' to skip)",
+    )
     args = ap.parse_args()
     if not args.no_venv:
         ensure_venv(args.venv)
@@ -1465,7 +1741,10 @@ def main() -> None:
         sets["wider_val_check"] = load_annotated(args.data / "wider_val_public", args.wider_check)
     ver_path = out / "verification.json"
     ver = json.loads(ver_path.read_text()) if ver_path.exists() else {}
-    ver["command"] = "python3 models/make_models.py " + " ".join(sys.argv[1:])
+    if args.only != "bench":
+        ver["command"] = "python3 models/make_models.py " + " ".join(sys.argv[1:])
+    else:
+        ver["bench_command"] = "python3 models/make_models.py " + " ".join(sys.argv[1:])
     ver["environment"] = environment()
     ver["calibration"] = {
         "folder": os.path.relpath(calib_dir, REPO),
@@ -1494,7 +1773,14 @@ def main() -> None:
         for w, h in [parse_size(s) for s in args.sizes.split(",") if s]:
             key = f"{w}x{h}"
             conv = centerface_convert(cf_onnx, w, h, calib, work / "centerface" / key)
-            variants = {k: conv[k] for k in ("float32", "int8_float_io", "int8_full")}
+            variants = centerface_name_outputs(
+                ref,
+                {k: conv[k] for k in ("float32", "int8_float_io", "int8_full")},
+                w,
+                h,
+                frame,
+                work / "centerface" / key,
+            )
             log(f"checking centerface {key} against the float ONNX model")
             ev = centerface_evaluate(ref, variants, w, h, sets, (0.5, 0.2))
             ok, why = centerface_passes(ev, 0.5)
@@ -1510,13 +1796,25 @@ def main() -> None:
             entry["timing_2_threads"] = {k: bench(p, x) for k, p in variants.items() if p}
             if ok and (w, h) in keep:
                 dst = out / f"centerface_{key}_int8.tflite"
-                shutil.copyfile(conv["int8_float_io"], dst)
+                full, why_io = centerface_full_int8_as_good(ev)
+                pick = "int8_full" if full else "int8_float_io"
+                shutil.copyfile(variants[pick], dst)
                 entry.update(
                     committed=dst.name,
-                    io="float32 input and outputs",
-                    quant_mode="int8 weights (per-channel) and int8 activations "
-                    "inside; QUANTIZE/DEQUANTIZE at the float32 I/O "
-                    "(onnx2tf *_integer_quant.tflite)",
+                    committed_variant=pick,
+                    io_choice=why_io,
+                    io=(
+                        "int8 input and outputs (quantization parameters in tensors)"
+                        if full
+                        else "float32 input and outputs"
+                    ),
+                    quant_mode=(
+                        "int8 weights (per-channel) and int8 activations, int8 I/O "
+                        "(onnx2tf *_full_integer_quant.tflite)"
+                        if full
+                        else "int8 weights (per-channel) and int8 activations inside; "
+                        "QUANTIZE/DEQUANTIZE at the float32 I/O (onnx2tf *_integer_quant.tflite)"
+                    ),
                 )
                 log(f"centerface {key}: passes -> {dst.name}")
             else:
@@ -1578,9 +1876,24 @@ def main() -> None:
             }
             log(f"blazeface {variant} -> {dst.name}")
 
+    if args.only == "bench":
+        rebench(out, ver, frame, work, roots["mediapipe"])
+    if args.compat_runtime:
+        todo = {}
+        for cf in ver.get("centerface", {}).get("sizes", {}).values():
+            if cf.get("committed"):
+                w, h = (int(v) for v in cf["committed"].split("_")[1].split("x"))
+                todo[out / cf["committed"]] = centerface_input(frame, w, h)
+        for bf in ver.get("blazeface", {}).values():
+            size = int(bf["graph_options"]["SsdAnchorsCalculator"]["input_size_width"])
+            todo[out / bf["file"]] = blazeface_input(frame, size)[0]
+        ver_path.write_text(json.dumps(ver, indent=1, default=str) + "\n")
+        log(f"checking {len(todo)} models with {args.compat_runtime}")
+        ver["compat_check"] = compat_check(work, args.compat_runtime, todo)
     ver_path.write_text(json.dumps(ver, indent=1, default=str) + "\n")
     log(f"wrote {ver_path}")
     write_manifest(out, ver, roots)
+    update_readme(out, ver)
 
 
 if __name__ == "__main__":

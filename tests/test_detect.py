@@ -105,3 +105,5 @@ def test_stream_mode_spreads_tiles_over_frames_and_keeps_every_face(data_dir: Pa
     for later in calls[3:]:
         assert sorted(d.box for d in later) == sorted(d.box for d in full)
     assert len(calls[0]) < len(full)  # the first call has seen only a quarter of the tiles
+    det.reset()  # a new video: nothing carried over
+    assert len(det.detect(frame, stream=True)) == len(calls[0])

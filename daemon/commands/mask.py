@@ -156,6 +156,7 @@ class Runner:
         pending: deque[Frame] = deque()  # decoded, not yet written
         found: dict[int, list | None] = {}  # frame index -> detections (None: failed)
         obscured = 0
+        self.detector.reset()  # no tile results carried over from the previous video
         bar = tqdm(
             total=reader.frame_count or None,
             desc=job.rel.as_posix(),

@@ -66,6 +66,10 @@ class Detector:
                 out.append(Detection((x1, y1, x2 - x1, y2 - y1), float(s)))
         return out
 
+    def reset(self) -> None:
+        """Start a new stream: tiles not yet run on it contribute nothing."""
+        self._tiled.reset()
+
     def close(self) -> None:
         self._tiled.close()
 

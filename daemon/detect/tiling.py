@@ -189,6 +189,10 @@ class TiledDetector:
         keep = nms(allb, alls, self.nms_iou)
         return allb[keep], alls[keep]
 
+    def reset(self) -> None:
+        """Forget the stream's cached tile results (a new video or a new camera session)."""
+        self._cache, self._cache_size, self._phase = {}, None, 0
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)

@@ -107,3 +107,16 @@ def test_stream_mode_spreads_tiles_over_frames_and_keeps_every_face(data_dir: Pa
     assert len(calls[0]) < len(full)  # the first call has seen only a quarter of the tiles
     det.reset()  # a new video: nothing carried over
     assert len(det.detect(frame, stream=True)) == len(calls[0])
+
+
+def test_tiles_run_only_where_the_whole_frame_pass_sees_a_candidate(
+    detector: Detector, data_dir: Path
+) -> None:
+    blank = np.full((1080, 1920, 3), 90, np.uint8)
+    detector.detect(blank)
+    assert detector.last_runs == 1  # the whole-frame pass alone
+    img, _ = _dlib(data_dir)[0]
+    blank[700 : 700 + img.shape[0], 1300 : 1300 + img.shape[1]] = img
+    found = detector.detect(blank)
+    assert 1 < detector.last_runs < detector.windows(1920, 1080)
+    assert len(found) >= 7

@@ -52,7 +52,7 @@ def _table(r: dict[str, Any]) -> str:
     lines.append(
         f"ms per image               {_f(ms['detect_mask_median'], 1)} median "
         f"(detect {_f(ms['detect_median'], 1)}), {_f(ms['detect_mask_mean'], 1)} mean, "
-        f"{r['windows_per_image']} model runs per image"
+        f"{r['windows_per_image']} model runs per image (mean)"
     )
     if "perturbed" in r:
         lines.append("recall under perturbations (all faces / 16 px and more; drop in points)")

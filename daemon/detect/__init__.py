@@ -31,6 +31,11 @@ class Detector:
     def input_size(self) -> tuple[int, int]:
         return self._tiled.width, self._tiled.height
 
+    @property
+    def last_runs(self) -> int:
+        """Model runs the last ``detect`` call made (tiles may be gated or rotated)."""
+        return self._tiled.last_runs
+
     def windows(self, width: int, height: int) -> int:
         """How many model runs a frame of this size costs."""
         return len(self._tiled.windows(width, height))

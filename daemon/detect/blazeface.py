@@ -56,14 +56,16 @@ class BlazeFaceModel:
                 f"{self.model.path}: {shapes[self._reg][1]} anchors, expected {len(self._anchors)}"
             )
         # the logit above which sigmoid(logit) > threshold
-        t = cfg.score_threshold
-        self._logit = float(np.log(t / (1 - t)))
+        self.threshold = cfg.score_threshold
 
-    def infer(self, canvas_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def infer(
+        self, canvas_rgb: np.ndarray, threshold: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         m = self.model
         m.invoke(m.to_input(canvas_rgb, scale=1 / 127.5, offset=-1.0))
         logits = m.output(self._cls)[:, 0]
-        idx = np.nonzero(logits > self._logit)[0]
+        t = self.threshold if threshold is None else threshold
+        idx = np.nonzero(logits > float(np.log(t / (1 - t))))[0]  # sigmoid(logit) > t
         if len(idx) == 0:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         reg = m.output(self._reg)[idx]

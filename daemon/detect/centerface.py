@@ -41,12 +41,8 @@ class CenterFaceModel:
         self.model = TFLiteModel(Path(info.path), threads)
         self.width, self.height = self.model.width, self.model.height
         self._heat, self._size, self._off = self._output_roles(info)
-        raw, scale, zero = self.model.output_raw(self._heat)
-        if raw.dtype != np.float32 and scale:
-            # threshold the quantized heatmap directly: saves dequantizing every cell
-            self._qthresh = float(np.floor(cfg.score_threshold / scale + zero))
-        else:
-            self._qthresh = None
+        self.threshold = cfg.score_threshold
+        _, self._hscale, self._hzero = self.model.output_raw(self._heat)
 
     def _output_roles(self, info: ModelInfo) -> tuple[int, int, int]:
         """Indices of the heatmap, size and offset outputs.
@@ -68,16 +64,20 @@ class CenterFaceModel:
             raise ModelError(f"{self.model.path}: not a CenterFace model (outputs {chans})")
         return heat[0], two[0], two[1]
 
-    def infer(self, canvas_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def infer(
+        self, canvas_rgb: np.ndarray, threshold: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         m = self.model
         m.invoke(m.to_input(canvas_rgb))
         raw, scale, zero = m.output_raw(self._heat)
         raw = raw[..., 0]
-        if self._qthresh is not None:
-            ys, xs = np.nonzero(raw > self._qthresh)
+        t = self.threshold if threshold is None else threshold
+        if raw.dtype != np.float32 and scale:
+            # threshold the quantized heatmap directly: saves dequantizing every cell
+            ys, xs = np.nonzero(raw > np.floor(t / scale + zero))
             scores = (raw[ys, xs].astype(np.float32) - zero) * scale
         else:
-            ys, xs = np.nonzero(raw > self.cfg.score_threshold)
+            ys, xs = np.nonzero(raw > t)
             scores = raw[ys, xs].astype(np.float32)
         if len(ys) == 0:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)

@@ -52,6 +52,13 @@ class ScheduleConfig(StrictModel):
         ge=0,
         description="skip a tile pass when the frame's shorter side is at most this (0: never)",
     )
+    tile_gate: float = Field(
+        0.06,
+        ge=0,
+        lt=1,
+        description="run a tile only where the whole-frame pass saw a candidate scoring at "
+        "least this (0: run every tile)",
+    )
     tile_every: int = Field(
         4,
         ge=1,

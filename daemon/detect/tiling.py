@@ -34,9 +34,13 @@ class WindowModel(Protocol):
 
     width: int
     height: int
+    threshold: float
 
-    def infer(self, canvas_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 4) x1, y1, x2, y2 boxes in canvas pixels and (N,) scores."""
+    def infer(
+        self, canvas_rgb: np.ndarray, threshold: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 4) x1, y1, x2, y2 boxes in canvas pixels and (N,) scores above ``threshold``
+        (the model's own when None)."""
         ...
 
 
@@ -107,6 +111,8 @@ class TiledDetector:
         first = make_model(per)
         self.width, self.height = first.width, first.height
         self._models.put(first)
+        self.threshold = first.threshold
+        self.last_runs = 0
         for _ in range(workers - 1):
             self._models.put(make_model(per))
         self._pool = ThreadPoolExecutor(workers, "detect") if workers > 1 else None
@@ -119,13 +125,15 @@ class TiledDetector:
     def windows(self, width: int, height: int) -> list[Window]:
         return plan(width, height, self.width, self.height, self.schedule)
 
-    def _run(self, rgb_scaled: np.ndarray, win: Window) -> tuple[np.ndarray, np.ndarray]:
+    def _run(
+        self, rgb_scaled: np.ndarray, win: Window, threshold: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         crop = rgb_scaled[win.y : win.y + win.h, win.x : win.x + win.w]
         if win.flip:
             crop = np.ascontiguousarray(crop[:, ::-1])
         model = self._models.get()
         try:
-            boxes, scores = model.infer(paste(crop, self.width, self.height))
+            boxes, scores = model.infer(paste(crop, self.width, self.height), threshold)
         finally:
             self._models.put(model)
         if len(boxes) == 0:
@@ -164,23 +172,51 @@ class TiledDetector:
         every = self.schedule.tile_every if stream else 1
         if (w, h) != self._cache_size or not stream:
             self._cache, self._cache_size, self._phase = {}, (w, h), 0
+        whole = [i for i, win in enumerate(wins) if win.whole]
         tiles = [i for i, win in enumerate(wins) if not win.whole]
-        run_now = [i for i in range(len(wins)) if i not in tiles]
-        run_now += [i for k, i in enumerate(tiles) if every == 1 or k % every == self._phase]
+        due = [i for k, i in enumerate(tiles) if every == 1 or k % every == self._phase]
         self._phase = (self._phase + 1) % every
-        scaled = {s: resize(rgb, s) for s in {wins[i].scale for i in run_now}}
+        gate = self.schedule.tile_gate
+        scaled = {s: resize(rgb, s) for s in {wins[i].scale for i in whole + due}}
+        fresh: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if gate and whole:
+            # whole-frame passes first, at the gate's lower threshold: a tile runs only if one
+            # of their candidates (however faint) lies in it
+            floor = min(gate, self.threshold)
+            cands = []
+            for i in whole:
+                b, sc = self._run(scaled[wins[i].scale], wins[i], floor)
+                keep = sc >= self.threshold
+                fresh[i] = (b[keep], sc[keep])
+                cands.append(b)
+            c = np.concatenate(cands) if cands else np.zeros((0, 4), np.float32)
+            cx, cy = (c[:, 0] + c[:, 2]) / 2, (c[:, 1] + c[:, 3]) / 2
+            gated = []
+            for i in due:
+                win = wins[i]
+                x1, y1 = win.x / win.scale, win.y / win.scale
+                x2, y2 = (win.x + win.w) / win.scale, (win.y + win.h) / win.scale
+                if np.any((cx >= x1) & (cx < x2) & (cy >= y1) & (cy < y2)):
+                    gated.append(i)
+                else:
+                    fresh[i] = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+            run_now = gated
+        else:
+            run_now = whole + due
         jobs: Sequence[tuple[np.ndarray, Window]] = [
             (scaled[wins[i].scale], wins[i]) for i in run_now
         ]
         if self._pool is None:
-            fresh = [self._run(img, win) for img, win in jobs]
+            out = [self._run(img, win) for img, win in jobs]
         else:
-            fresh = list(self._pool.map(lambda j: self._run(*j), jobs))
+            out = list(self._pool.map(lambda j: self._run(*j), jobs))
+        fresh.update(zip(run_now, out, strict=True))
+        self.last_runs = len(run_now) + (len(whole) if gate and whole else 0)
         if every > 1:
-            self._cache.update(zip(run_now, fresh, strict=True))
+            self._cache.update(fresh)
             results = list(self._cache.values())
         else:
-            results = fresh
+            results = list(fresh.values())
         boxes = [b for b, _ in results if len(b)]
         if not boxes:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)

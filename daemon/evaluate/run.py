@@ -94,7 +94,7 @@ def evaluate(
         out = masker.apply(img, regions)
         t2 = time.perf_counter()
         ms_detect.append((t1 - t0) * 1e3)
-        windows.append(detector.windows(w, h))
+        windows.append(detector.last_runs)
         ms_total.append((t2 - t0) * 1e3)
         mask = region_mask(regions, w, h)
         valid = [f for f in s.faces if not f.invalid]
@@ -131,7 +131,7 @@ def evaluate(
         "recall_wider": {st: tally.recall(st) for st in SETTINGS},
         "ap": {st: average_precision(ap_in[st]) for st in SETTINGS},
         "masked_outside_faces": float(np.mean(outside)) if outside else None,
-        "windows_per_image": round(float(np.median(windows)), 1) if windows else None,
+        "windows_per_image": round(float(np.mean(windows)), 2) if windows else None,
         "ms_per_image": {
             "detect_median": float(np.median(ms_detect)) if ms_detect else None,
             "detect_mask_median": float(np.median(ms_total)) if ms_total else None,

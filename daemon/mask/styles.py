@@ -25,28 +25,29 @@ def _cells(w: int, h: int, cells: int) -> tuple[int, int]:
     return cw, ch
 
 
-def mosaic(roi: np.ndarray, cells: int) -> np.ndarray:
-    """Block averages: each block's mean colour over the whole block (no aliasing)."""
-    h, w = roi.shape[:2]
-    cw, ch = _cells(w, h, cells)
-    # integral-free block means: shrink by linear steps until near the grid, then expand
+def _shrink(roi: np.ndarray, cw: int, ch: int) -> np.ndarray:
+    """Block means without an integral image: halve with linear steps, then resize to the grid.
+
+    Halving keeps every source pixel in the average (INTER_AREA would too, but costs ms).
+    """
     small = roi
     while small.shape[1] > 2 * cw or small.shape[0] > 2 * ch:
         nw, nh = max(cw, small.shape[1] // 2), max(ch, small.shape[0] // 2)
         small = cv2.resize(small, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    small = cv2.resize(small, (cw, ch), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(small, (cw, ch), interpolation=cv2.INTER_LINEAR)
+
+
+def mosaic(roi: np.ndarray, cells: int) -> np.ndarray:
+    """Block averages: each block's mean colour over the whole block (no aliasing)."""
+    h, w = roi.shape[:2]
+    small = _shrink(roi, *_cells(w, h, cells))
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
 def blur(roi: np.ndarray, cells: int) -> np.ndarray:
     """Strong blur whose reach is proportional to the region's size."""
     h, w = roi.shape[:2]
-    cw, ch = _cells(w, h, cells)
-    small = roi
-    while small.shape[1] > 2 * cw or small.shape[0] > 2 * ch:
-        nw, nh = max(cw, small.shape[1] // 2), max(ch, small.shape[0] // 2)
-        small = cv2.resize(small, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    small = cv2.resize(small, (cw, ch), interpolation=cv2.INTER_LINEAR)
+    small = _shrink(roi, *_cells(w, h, cells))
     small = cv2.GaussianBlur(small, (3, 3), 0, borderType=cv2.BORDER_REPLICATE)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 

@@ -21,7 +21,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="veilcam", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="veilcam", description="Mask faces on the device; record only masked video."
+    )
     parser.add_argument("--version", action="version", version=f"veilcam {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, helptext) in COMMANDS.items():

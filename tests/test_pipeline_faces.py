@@ -4,10 +4,13 @@
 frames and in the recorded frames at the same index (with --fast and a file source the
 recording's frame N is the source's frame N). Every face found in the source must be covered by
 a masked region of that frame (or the frame must be obscured), and the detector must not find
-that face again in the recording with its pixels intact. The detector does find the blurred
-oval of a masked head now and then (score ~0.5), so "intact" is measured too: the mean absolute
-grey-level difference between source and recording over the face box is ~2 for a face that was
-only re-encoded and ~20-30 for a masked one; below 8 counts as intact.
+that face again in the recording with its detail intact. The detector does find the blurred
+oval of a masked head now and then, so "intact" is measured too, as the correlation of the
+face box's fine detail (Laplacian of the grey image) between source and recording: a masked face
+keeps none of it (at most 0.29 on these clips, 0.09 at the 95th percentile), while a face that
+was only re-encoded keeps most (JPEG quality 75: at least 0.46; H.264 background ~0.6); 0.4 or
+more counts as intact. Mean grey difference was tried first and fails for small low-contrast
+faces in the GIF, whose blurred version differs from the source by less than 8 grey levels.
 
 "Faces in the source" are detections with a score of at least 0.3 that persist into a
 neighbouring frame (IoU > 0.3 at i-1 or i+1). The daemon detects only some frames, as on the
@@ -57,17 +60,31 @@ def frames(path: Path):
             yield f.image
 
 
-INTACT_MAD = 8.0
+INTACT_DETAIL = 0.4
 SOURCE_FACE_SCORE = 0.3
 
 
-def mad(a: np.ndarray, b: np.ndarray, box) -> float:
-    """Mean absolute grey difference of two frames over ``box``."""
+def detail_kept(a: np.ndarray, b: np.ndarray, box) -> float:
+    """Correlation of the fine detail (Laplacian) of two frames over ``box``: 1 = same detail."""
     x, y, w, h = (round(v) for v in box)
     x, y = max(0, x), max(0, y)
-    ga = cv2.cvtColor(a[y : y + h, x : x + w], cv2.COLOR_BGR2GRAY).astype(np.float32)
-    gb = cv2.cvtColor(b[y : y + h, x : x + w], cv2.COLOR_BGR2GRAY).astype(np.float32)
-    return float(np.abs(ga - gb).mean()) if ga.size else 255.0
+    la, lb = (
+        cv2.Laplacian(
+            cv2.cvtColor(img[y : y + h, x : x + w], cv2.COLOR_BGR2GRAY).astype(np.float32),
+            cv2.CV_32F,
+        )
+        for img in (a, b)
+    )
+    if la.size == 0:
+        return 0.0
+    la, lb = la - la.mean(), lb - lb.mean()
+    return float((la * lb).sum() / np.sqrt((la * la).sum() * (lb * lb).sum() + 1e-6))
+
+
+def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
 
 
 def centre_inside(box, region) -> bool:
@@ -109,6 +126,7 @@ def test_no_face_of_the_source_is_visible_in_the_recording(
         return any(iou(box, d.box) > 0.3 for ds in near for d in ds)
 
     source_faces = 0
+    measure_checks = measure_flags = 0
     for i, (s_img, r_img, reg) in enumerate(zip(source, recorded, regions, strict=True)):
         assert reg["frame"] == i
         faces = [d for d in found[i] if persists(i, d.box)]
@@ -120,13 +138,16 @@ def test_no_face_of_the_source_is_visible_in_the_recording(
         boxes = [x["box"] for x in reg["regions"]]
         for f in faces:
             assert any(centre_inside(f.box, b) for b in boxes), (i, f.box, boxes)
-            if min(f.box[2], f.box[3]) >= 24:  # big enough for the pixel check to mean much
-                assert mad(s_img, r_img, f.box) >= INTACT_MAD, (i, f.box, "face left intact")
+            assert detail_kept(s_img, r_img, f.box) < INTACT_DETAIL, (i, f.box, "face intact")
+            # the measure can fail: the same face merely re-compressed counts as intact
+            measure_checks += 1
+            measure_flags += detail_kept(s_img, jpeg(s_img, 75), f.box) >= INTACT_DETAIL
         leaks = [
             (d.box, f.box)
             for d in detector.detect(r_img)
             for f in faces
-            if iou(d.box, f.box) > 0.3 and mad(s_img, r_img, f.box) < INTACT_MAD
+            if iou(d.box, f.box) > 0.3 and detail_kept(s_img, r_img, f.box) >= INTACT_DETAIL
         ]
         assert not leaks, (i, leaks)
     assert source_faces >= len(source) // 2, "the clip should show faces in most frames"
+    assert measure_flags >= 0.9 * measure_checks, (measure_flags, measure_checks)

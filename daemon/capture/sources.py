@@ -12,12 +12,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from daemon.capture.config import CameraConfig
 from daemon.logs import fields
+
+if TYPE_CHECKING:
+    from daemon.media.decode import DecodedFrame
 
 log = logging.getLogger(__name__)
 
@@ -54,60 +57,82 @@ def is_network(src: str) -> bool:
     return src.split("://", 1)[0].lower() in ("rtsp", "rtsps", "http", "https", "tcp", "udp")
 
 
-class FileSource:
-    """A video file, played once or looped, at its own frame rate or as fast as possible."""
+class _DecodedSource:
+    """Shared PyAV plumbing of file and network sources: open a reader, pull frames."""
 
-    live = False
+    name: str
 
-    def __init__(self, path: str, *, loop: bool, realtime: bool) -> None:
-        self.name = path
-        self.loop = loop
-        self.realtime = realtime
+    def __init__(self) -> None:
         self._reader = None
         self._it = None
-        self._offset = 0.0  # pts added on each loop so time keeps increasing
-        self._last_pts = 0.0
-        self._t0: float | None = None
         self._fps: float | None = None
 
     @property
     def fps(self) -> float | None:
         return self._fps
 
-    def _open_reader(self) -> None:
+    def _start(self, options: dict[str, str] | None = None, timeout_s: float | None = None) -> None:
         from daemon.media.decode import DecodeError, VideoReader
 
-        if not os.path.exists(self.name):
-            raise SourceError(f"{self.name}: no such file")
         try:
-            self._reader = VideoReader(self.name)
+            self._reader = VideoReader(self.name, options=options, timeout_s=timeout_s)
         except DecodeError as exc:
             raise SourceError(str(exc)) from None
         self._fps = self._reader.fps
         self._it = self._reader.frames()
+
+    def _next(self) -> DecodedFrame | None:
+        """The next decoded frame, None at the end; a broken stream raises SourceError."""
+        from daemon.media.decode import DecodeError
+
+        assert self._it is not None
+        try:
+            return next(self._it, None)
+        except DecodeError as exc:
+            raise SourceError(str(exc)) from None
+
+    def close(self) -> None:
+        if self._reader is not None:
+            try:
+                self._reader.close()
+            except Exception as exc:  # a dead connection may fail to close; it is gone anyway
+                log.debug("closing stream failed", extra=fields(source=self.name, error=exc))
+            self._reader = None
+            self._it = None
+
+
+class FileSource(_DecodedSource):
+    """A video file, played once or looped, at its own frame rate or as fast as possible."""
+
+    live = False
+
+    def __init__(self, path: str, *, loop: bool, realtime: bool) -> None:
+        super().__init__()
+        self.name = path
+        self.loop = loop
+        self.realtime = realtime
+        self._offset = 0.0  # pts added on each loop so time keeps increasing
+        self._last_pts = 0.0
+        self._t0: float | None = None
+
+    def _open_reader(self) -> None:
+        if not os.path.exists(self.name):
+            raise SourceError(f"{self.name}: no such file")
+        self._start()
 
     def open(self) -> None:
         self._open_reader()
         self._t0 = None
 
     def read(self) -> Grab | None:
-        from daemon.media.decode import DecodeError
-
-        assert self._it is not None
-        try:
-            df = next(self._it, None)
-        except DecodeError as exc:
-            raise SourceError(str(exc)) from None
+        df = self._next()
         if df is None:
             if not self.loop:
                 return None
             self.close()
             self._offset = self._last_pts + 1.0 / (self._fps or 25.0)
             self._open_reader()
-            try:
-                df = next(self._it, None)
-            except DecodeError as exc:
-                raise SourceError(str(exc)) from None
+            df = self._next()
             if df is None:
                 raise SourceError(f"{self.name}: no frames")
         pts = df.pts + self._offset
@@ -121,64 +146,30 @@ class FileSource:
                 time.sleep(wait)  # pacing a file to its own frame rate
         return Grab(df.image, pts)
 
-    def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-            self._it = None
 
-
-class NetworkSource:
+class NetworkSource(_DecodedSource):
     """RTSP or HTTP(S) through PyAV, RTSP over TCP, with connect and read timeouts."""
 
     live = True
 
     def __init__(self, url: str, *, timeout_s: float) -> None:
+        super().__init__()
         self.name = url
         self.timeout_s = timeout_s
-        self._reader = None
-        self._it = None
-        self._fps: float | None = None
-
-    @property
-    def fps(self) -> float | None:
-        return self._fps
 
     def open(self) -> None:
-        from daemon.media.decode import DecodeError, VideoReader
-
         us = str(int(self.timeout_s * 1_000_000))
         scheme = self.name.split("://", 1)[0].lower()
         options = {"rw_timeout": us}
         if scheme.startswith("rtsp"):
             options = {"rtsp_transport": "tcp", "timeout": us}
-        try:
-            self._reader = VideoReader(self.name, options=options, timeout_s=self.timeout_s)
-        except DecodeError as exc:
-            raise SourceError(str(exc)) from None
-        self._fps = self._reader.fps
-        self._it = self._reader.frames()
+        self._start(options, self.timeout_s)
 
     def read(self) -> Grab | None:
-        from daemon.media.decode import DecodeError
-
-        assert self._it is not None
-        try:
-            df = next(self._it, None)
-        except DecodeError as exc:
-            raise SourceError(str(exc)) from None
+        df = self._next()
         if df is None:  # a live stream that ends has been lost
             raise SourceError(f"{self.name}: stream ended")
         return Grab(df.image, None)
-
-    def close(self) -> None:
-        if self._reader is not None:
-            try:
-                self._reader.close()
-            except Exception as exc:  # a dead connection may fail to close; it is gone anyway
-                log.debug("closing stream failed", extra=fields(source=self.name, error=exc))
-            self._reader = None
-            self._it = None
 
 
 class V4L2Source:

@@ -101,7 +101,7 @@ class Runner:
         import cv2
 
         from daemon.detect import DetectorError
-        from daemon.frames import Frame
+        from daemon.frames import Frame, require_masked
 
         img = cv2.imread(str(job.src), cv2.IMREAD_COLOR)
         if img is None:
@@ -118,7 +118,7 @@ class Runner:
             regions = []
         out = _out_path(self.out_dir, job)
         out.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(out), masked.image):
+        if not cv2.imwrite(str(out), require_masked(masked).image):
             self.fail(job.src, f"{out}: cannot write image")
             return
         if self.regions_file is not None:

@@ -63,7 +63,8 @@ class ScheduleConfig(StrictModel):
         4,
         ge=1,
         le=25,
-        description="video: spread the tiles over this many frames (each frame runs the whole "
+        description="veilcam mask on videos (the service runs full passes): spread the tiles "
+        "over this many frames (each frame runs the whole "
         "frame and 1/N of the tiles; the other tiles' latest faces are reused)",
     )
     workers: int = Field(

@@ -136,12 +136,19 @@ class Pipeline:
         self._new_cfg: Config | None = None
         self._stop_detect = False
         self._detecting = False  # the detector holds a frame right now
+        self._capture_held = False  # a file source waits for room (--fast back-pressure)
+        self._taken_index: int | None = None  # index of the newest frame the detector took
+        self._last_ok = True  # the detector's last run succeeded
         self._taken_pts: float | None = None  # pts of the newest frame the detector took
         self.fatal: str | None = None  # set when the detector model failed: nothing is recorded
         self.done = threading.Event()
         self.recorder: Recorder | None = None
         self.capture = CaptureRunner(
-            source, cfg.camera, self._deliver, on_progress=self._capture_progress
+            source,
+            cfg.camera,
+            self._deliver,
+            on_progress=self._capture_progress,
+            on_ended=self._wake,
         )
         self._detect_thread = threading.Thread(target=self._detect_loop, name="detect", daemon=True)
         self._output_thread = threading.Thread(target=self._output_loop, name="output", daemon=True)
@@ -285,7 +292,10 @@ class Pipeline:
                 while not self._stop_detect and (
                     len(self._pending) >= self.cfg.gate.queue_frames or self._too_far(frame)
                 ):
+                    self._capture_held = True
+                    self._cond.notify_all()
                     self._cond.wait(1.0)
+                self._capture_held = False
             self._pending.append(frame)
             self._latest = frame
             self._cond.notify_all()
@@ -295,7 +305,32 @@ class Pipeline:
         """--fast: hold the file back while the detector is most of a deadline behind it."""
         if not self.fast or self._taken_pts is None:
             return False
+        if not self._detecting and self._latest is None:
+            return False  # the detector has nothing to catch up on (e.g. frames 1 s apart)
         return frame.pts - self._taken_pts > 0.9 * self.gate.deadline_s
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _hold_detector(self) -> bool:
+        """--fast: detect once per queue of new frames, not the moment the detector is free.
+
+        Taking the newest frame the moment the detector was free made it detect every
+        ``queue_frames / 2`` frames of a file played as fast as possible (the queue settled
+        half full of frames the last result already covered), spending CPU on detection that
+        a live camera at the same frame rate would not get. Held until the capture waits for
+        room with only frames newer than the last detection queued, every frame still lies
+        within ``queue_frames`` frames, and within the deadline in video time (``_too_far``),
+        of a detection. Never held after a failed run: the gate needs the next result.
+        """
+        if not self.fast or self._taken_index is None or not self._last_ok:
+            return False
+        if self.capture.ended.is_set() or self._stopping:
+            return False
+        if not self._capture_held:
+            return True
+        return bool(self._pending) and self._pending[0].index <= self._taken_index
 
     def _capture_progress(self) -> None:
         if self.capture.state in ("lost", "retrying"):
@@ -308,13 +343,14 @@ class Pipeline:
 
         while True:
             with self._cond:
-                while self._latest is None and not self._stop_detect:
+                while (self._latest is None or self._hold_detector()) and not self._stop_detect:
                     self._cond.wait(1.0)
                 if self._latest is None:
                     return
                 frame, self._latest = self._latest, None
                 self._detecting = True
                 self._taken_pts = frame.pts
+                self._taken_index = frame.index
                 self._cond.notify_all()
             t0 = time.monotonic()
             try:
@@ -338,6 +374,7 @@ class Pipeline:
                 if r.ok:
                     self._det_ms.append(r.ms)
                     self._check_detector_speed()
+                self._last_ok = r.ok
                 self._new_results.append(r)
                 self._cond.notify_all()
 
@@ -384,8 +421,10 @@ class Pipeline:
                     self._cond.wait(0.5)
                     return False
                 head = self._pending[0]
+                # no further result can come: the source ended, or a file waits for room that
+                # only this frame's going can make (the detector failed on the newest frame)
                 final = (
-                    self.capture.ended.is_set()
+                    (self.capture.ended.is_set() or self._capture_held)
                     and self._latest is None
                     and not self._detecting
                     and not self._new_results
@@ -397,6 +436,7 @@ class Pipeline:
                     self._cond.wait(min(d.wait_s, 0.5))
                     continue
                 self._pending.popleft()
+                self._capture_held = False  # room made; a capture still blocked says so again
                 self._cond.notify_all()
                 return head, d.verdict, d.reason
 

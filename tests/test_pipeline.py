@@ -309,3 +309,54 @@ def test_fast_file_waits_for_a_slow_detector_instead_of_blanking(
             assert any(covers(r.box, *pos) for r in regions), i
     # the detector never fell more than the deadline behind: about every 2nd frame at 25 fps
     assert p.detector_runs >= N * 0.04 / 0.1 * 0.9
+
+
+def test_fast_file_detects_once_per_queue_of_new_frames(tmp_path: Path, square_clip: Path) -> None:
+    """--fast with a quick detector: one detection per ``queue_frames`` new frames, not one per
+    frame (a live camera at the file's rate would not get more), and every square still masked.
+    A detector failing every other run must not stall the file (the gate needs the next run)."""
+    q = 6
+    cfg = make_cfg(tmp_path, gate={"queue_frames": q}, mask={"shape": "box"})
+    p, rec = run_pipeline(cfg, square_clip, SquareDetector(delay_s=0.0))
+    assert p.frames_obscured == 0 and len(rec.frames) == N
+    for i, regions, _, _ in rec.frames:
+        pos = square_at(i)
+        if pos is not None:
+            assert any(covers(r.box, *pos) for r in regions), i
+    assert N / q <= p.detector_runs <= N / (q - 1) + 2, p.detector_runs
+
+    class Flaky(SquareDetector):
+        def detect(self, image: np.ndarray) -> list[Detection]:
+            self.seen.append(0)
+            if len(self.seen) % 2 == 0:
+                raise DetectorError("every other run fails")
+            return super().detect(image)
+
+    cfg = make_cfg(tmp_path / "flaky", gate={"queue_frames": q})
+    p, rec = run_pipeline(cfg, square_clip, Flaky(delay_s=0.0))
+    assert len(rec.frames) == N and p.detector_errors >= 1
+    # a failure blanks one held frame to make room (more only at the end of the file)
+    assert p.frames_obscured <= p.detector_errors + q, (p.frames_obscured, p.detector_errors)
+
+
+def test_fast_file_with_frames_further_apart_than_the_deadline(tmp_path: Path) -> None:
+    """A time-lapse file (1 frame per second, deadline 500 ms) plays through with --fast: the
+    hold-back that keeps the detector within the deadline must not wait for a frame that only
+    its own delivery could let the detector take."""
+    clip = tmp_path / "timelapse.mp4"
+    with av.open(str(clip), "w") as c:
+        s = c.add_stream("libx264", rate=Fraction(1))
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        for i in range(6):
+            img = np.full((H, W, 3), 40, np.uint8)
+            img[100 : 100 + SQ, 20 + 30 * i : 20 + 30 * i + SQ] = 250
+            vf = av.VideoFrame.from_ndarray(img, format="bgr24")
+            vf.pts = i
+            for pkt in s.encode(vf):
+                c.mux(pkt)
+        for pkt in s.encode(None):
+            c.mux(pkt)
+    cfg = make_cfg(tmp_path, mask={"shape": "box"})
+    p, rec = run_pipeline(cfg, clip, SquareDetector(delay_s=0.0))
+    assert len(rec.frames) == 6 and p.frames_obscured == 0
+    assert all(any(covers(r.box, 20 + 30 * i, 100) for r in regs) for i, regs, _, _ in rec.frames)

@@ -27,7 +27,8 @@ class CaptureRunner:
 
     ``deliver(frame)`` may block (back-pressure for files) and returns False when the frame
     was not accepted. ``on_progress()`` is called after each frame and each retry step, which
-    is what keeps the systemd watchdog fed while a camera is being retried.
+    is what keeps the systemd watchdog fed while a camera is being retried. ``on_ended()``
+    comes once, after ``ended`` is set, so waiting stages need not poll for it.
     """
 
     def __init__(
@@ -37,11 +38,13 @@ class CaptureRunner:
         deliver: Callable[[Frame], bool],
         *,
         on_progress: Callable[[], None] | None = None,
+        on_ended: Callable[[], None] | None = None,
     ) -> None:
         self.source = source
         self.cfg = cfg
         self.deliver = deliver
         self.on_progress = on_progress or (lambda: None)
+        self.on_ended = on_ended or (lambda: None)
         self.state: SourceState = "starting"
         self.error: str | None = None  # set when capture ended for good because of a problem
         self.frames = 0
@@ -78,6 +81,7 @@ class CaptureRunner:
             if self.state != "ended":
                 self._set_state("ended")
             self.ended.set()
+            self.on_ended()
 
     def _loop(self) -> None:
         backoff = self.cfg.retry_initial_s

@@ -110,3 +110,16 @@ def test_documented_config_matches_the_detect_and_mask_defaults(repo_dir: Path) 
     cfg = load(repo_dir / "config.yaml")
     assert cfg.detect == DetectConfig()
     assert cfg.mask == MaskConfig()
+
+
+def test_centerface_runs_at_the_configured_input_size_and_refuses_odd_sizes() -> None:
+    """CenterFace is fully convolutional: the converted 640x352 model is resized at load."""
+    from daemon.detect import build_detector
+    from daemon.detect.config import CenterFaceConfig
+
+    assert build_detector(DetectConfig()).input_size == (544, 416)
+    native = DetectConfig.model_validate({"centerface": {"input_size": None}})
+    assert build_detector(native).input_size == (640, 352)
+    for bad in ([540, 416], [544, 100], [4096, 416]):
+        with pytest.raises(ValueError, match="multiples of 32"):
+            CenterFaceConfig.model_validate({"input_size": bad})

@@ -38,7 +38,8 @@ class CenterFaceModel:
 
     def __init__(self, info: ModelInfo, cfg: CenterFaceConfig, threads: int) -> None:
         self.cfg = cfg
-        self.model = TFLiteModel(Path(info.path), threads)
+        hw = None if cfg.input_size is None else (cfg.input_size[1], cfg.input_size[0])
+        self.model = TFLiteModel(Path(info.path), threads, hw)
         self.width, self.height = self.model.width, self.model.height
         self._heat, self._size, self._off = self._output_roles(info)
         self.threshold = cfg.score_threshold

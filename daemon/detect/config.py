@@ -19,6 +19,19 @@ class CenterFaceConfig(StrictModel):
     model: str = Field("centerface_640x352", description="model id in models/manifest.yaml")
     score_threshold: float = Field(0.09, gt=0, lt=1, description="heatmap score to keep a face")
     nms_iou: float = Field(0.4, gt=0, le=1, description="overlap above which the weaker box goes")
+    input_size: tuple[int, int] | None = Field(
+        (544, 416),
+        description="run the model at this width, height (multiples of 32) instead of the size "
+        "it was converted at (null); CenterFace is fully convolutional",
+    )
+
+    @model_validator(mode="after")
+    def _multiple_of_32(self) -> "CenterFaceConfig":
+        if self.input_size is not None:
+            w, h = self.input_size
+            if w % 32 or h % 32 or not (128 <= w <= 2048 and 128 <= h <= 2048):
+                raise ValueError("input_size must be multiples of 32 between 128 and 2048")
+        return self
 
 
 class BlazeFaceConfig(StrictModel):

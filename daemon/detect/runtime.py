@@ -31,10 +31,17 @@ def _interpreter_class() -> Any:
 class TFLiteModel:
     """One interpreter over one model file, with its input and output tensors described."""
 
-    def __init__(self, path: Path, threads: int = 2) -> None:
+    def __init__(
+        self, path: Path, threads: int = 2, input_hw: tuple[int, int] | None = None
+    ) -> None:
+        """``input_hw`` resizes the input (height, width) before allocation: only for fully
+        convolutional models, whose outputs then scale with it."""
         self.path = Path(path)
         try:
             self._it = _interpreter_class()(model_path=str(self.path), num_threads=threads)
+            if input_hw is not None:
+                index = self._it.get_input_details()[0]["index"]
+                self._it.resize_tensor_input(index, [1, *input_hw, 3])
             self._it.allocate_tensors()
         except ModelError:
             raise

@@ -66,7 +66,7 @@ class ScheduleConfig(StrictModel):
         description="skip a tile pass when the frame's shorter side is at most this (0: never)",
     )
     tile_gate: float = Field(
-        0.06,
+        0.04,
         ge=0,
         lt=1,
         description="run a tile only where the whole-frame pass saw a candidate scoring at "

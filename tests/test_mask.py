@@ -101,3 +101,54 @@ def test_obscure_blacks_out_the_whole_frame() -> None:
 def test_min_score_skips_weak_detections() -> None:
     m = Masker(MaskConfig(min_score=0.5))
     assert m.regions([Detection((1, 1, 9, 9), 0.4)], 64, 64) == []
+
+
+@pytest.mark.parametrize(
+    ("shape", "inner"), [("ellipse", "box"), ("ellipse", "ellipse"), ("box", "box")]
+)
+def test_nested_regions_drawn_once_still_hide_every_pixel_of_every_region(
+    shape: str, inner: str
+) -> None:
+    """Regions inside another are drawn once (a speed-up in crowds); every pixel of every
+    region's shape must still change, including boxes that stick out of a larger ellipse."""
+    from daemon.evaluate.coverage import region_mask
+    from daemon.mask.masker import _inside_another
+    from daemon.regions import Region
+
+    rng = np.random.default_rng(7)
+    regions = []
+    for _ in range(40):
+        x, y = int(rng.integers(0, 500)), int(rng.integers(0, 340))
+        s = int(rng.integers(30, 140))
+        regions.append(Region((x, y, s, s), "face", shape))
+        for _ in range(3):  # nested or overlapping smaller ones: held and new tracks of a face
+            dx, dy, ds = (int(v) for v in rng.integers(0, max(2, s // 2), 3))
+            regions.append(Region((x + dx, y + dy, max(8, s - ds), max(8, s - ds)), "face", inner))
+    masker = Masker(MaskConfig(style="blur"))
+    regions = masker.regions(regions, 640, 480)  # clipped to the frame, as the pipeline does
+    skipped = _inside_another(regions)
+    assert 0 < sum(skipped) < len(regions)
+    img = _noise()
+    out = masker.apply(img, regions)
+    must = region_mask(regions, 640, 480)
+    unchanged = must & ~(out != img).any(axis=2)
+    assert unchanged.sum() == 0, unchanged.sum()  # noise: a hidden pixel always changes
+
+
+def test_only_boxes_wholly_inside_another_shape_are_skipped() -> None:
+    from daemon.mask.masker import _inside_another
+    from daemon.regions import Region
+
+    big = Region((100, 100, 200, 200), "face", "ellipse")
+    centre = Region((170, 170, 60, 60), "face", "ellipse")  # well inside the ellipse
+    corner = Region((102, 102, 40, 40), "face", "ellipse")  # inside the box, not the ellipse
+    twin_a, twin_b = (
+        Region((400, 50, 50, 50), "face", "box"),
+        Region((400, 50, 50, 50), "face", "box"),
+    )
+    zone = Region(
+        (150, 150, 20, 20), "zone", "polygon", points=((150, 150), (170, 150), (160, 170))
+    )
+    assert _inside_another([big, centre, corner, twin_a, twin_b, zone]) == [
+        False, True, False, False, True, False,
+    ]  # fmt: skip

@@ -120,8 +120,10 @@ class Masker:
     def apply(self, image: np.ndarray, regions: Sequence[Region]) -> np.ndarray:
         """A masked copy of ``image`` (the input is left untouched)."""
         out = image.copy()
-        for r in regions:
-            self._hide(out, r)
+        hidden_inside = _inside_another(regions)
+        for r, skip in zip(regions, hidden_inside, strict=True):
+            if not skip:
+                self._hide(out, r)
         return out
 
     def mask(self, frame: Frame, regions: Sequence[Region]) -> MaskedFrame:
@@ -147,3 +149,52 @@ class Masker:
             obscured=True,
             reason=reason,
         )
+
+
+# a corner must be this far inside an ellipse's outline to count as covered by its raster
+_ELLIPSE_SLACK_PX = 2.0
+
+
+def _inside_another(regions: Sequence[Region]) -> list[bool]:
+    """Per region: is its whole box inside another face region's masked shape?
+
+    Such a region is hidden already; hiding it again only re-blurs blurred pixels. In a crowd,
+    held and new tracks of the same face nest: about half the regions of a 1080p crowd frame,
+    a third of the masking time. Pixels covered are the same either way; the outer region's
+    blur is the coarser one. Zones and polygons are always drawn and never count as containers.
+    """
+    n = len(regions)
+    out = [False] * n
+    idx = [i for i, r in enumerate(regions) if r.label != "zone" and r.shape != "polygon"]
+    if len(idx) < 2:
+        return out
+    b = np.array([regions[i].box for i in idx], dtype=np.float64)
+    x, y, w, h = b.T
+    area = w * h
+    ell = np.array([regions[i].shape == "ellipse" for i in idx])
+    # corners of every box j: (m, 4) x and y
+    cx4 = np.stack([x, x + w, x, x + w], axis=1)
+    cy4 = np.stack([y, y, y + h, y + h], axis=1)
+    # j inside box i
+    in_box = (
+        (x[:, None] <= x[None, :])
+        & (y[:, None] <= y[None, :])
+        & (x[:, None] + w[:, None] >= x[None, :] + w[None, :])
+        & (y[:, None] + h[:, None] >= y[None, :] + h[None, :])
+    )
+    # j's four corners inside ellipse i (semi-axes shrunk by the raster slack)
+    ax = np.maximum(w / 2 - _ELLIPSE_SLACK_PX, 1e-6)[:, None, None]
+    ay = np.maximum(h / 2 - _ELLIPSE_SLACK_PX, 1e-6)[:, None, None]
+    dx = (cx4[None, :, :] - (x + w / 2)[:, None, None]) / ax
+    dy = (cy4[None, :, :] - (y + h / 2)[:, None, None]) / ay
+    in_ell = ((dx * dx + dy * dy) <= 1.0).all(axis=2)
+    inside = np.where(ell[:, None], in_ell, in_box)
+    # only a larger region (or an equal one listed first) may contain: no mutual skipping
+    order = np.arange(len(idx))
+    bigger = (area[:, None] > area[None, :]) | (
+        (area[:, None] == area[None, :]) & (order[:, None] < order[None, :])
+    )
+    covered = (inside & bigger).any(axis=0)
+    for k, i in enumerate(idx):
+        out[i] = bool(covered[k])
+    return out

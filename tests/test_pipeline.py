@@ -360,3 +360,39 @@ def test_fast_file_with_frames_further_apart_than_the_deadline(tmp_path: Path) -
     p, rec = run_pipeline(cfg, clip, SquareDetector(delay_s=0.0))
     assert len(rec.frames) == 6 and p.frames_obscured == 0
     assert all(any(covers(r.box, 20 + 30 * i, 100) for r in regs) for i, regs, _, _ in rec.frames)
+
+
+def test_detector_yields_to_frames_its_last_result_already_covers(
+    tmp_path: Path, square_clip: Path
+) -> None:
+    """At real-time pace with slow masking/writing downstream, the detector does not start a
+    run while frames covered by its previous result are still waiting to go out: running
+    back to back it took the CPU those frames needed and frames were blanked at the deadline."""
+    starts: list[tuple[int, int]] = []  # (frames emitted so far, previous taken index)
+
+    class Watching(SquareDetector):
+        prev: int | None = None
+
+        def detect(self, image: np.ndarray) -> list[Detection]:
+            if self.prev is not None and not p.capture.ended.is_set():  # at the end it may not
+                starts.append((p.frames_total, self.prev))
+            self.prev = p._taken_index
+            return super().detect(image)
+
+    class SlowSink(Recording):
+        def on_frame(self, frame: MaskedFrame, faces: int) -> None:
+            time.sleep(0.06)  # masking and encoding a large frame: slower than 25 fps
+            super().on_frame(frame, faces)
+
+    cfg = make_cfg(tmp_path, camera={"realtime": True}, mask={"shape": "box"})
+    src = FileSource(str(square_clip), loop=False, realtime=True)
+    p = Pipeline(cfg, src, Watching(delay_s=0.0), Masker(cfg.mask), fast=False)
+    sink = SlowSink()
+    p.add_listener(sink)
+    p.start()
+    assert p.wait(60), "pipeline did not finish"
+    p.stop()
+    assert len(sink.frames) == N and p.frames_obscured == 0
+    assert len(starts) >= 5
+    # frames up to the previous detection are out (one may be in flight) when a run starts
+    assert all(emitted >= prev for emitted, prev in starts), [s for s in starts if s[0] < s[1]]

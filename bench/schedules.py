@@ -72,7 +72,7 @@ def main() -> int:
     args = ap.parse_args()
     head = (
         "| schedule | <16 | 16–32 | 32–64 | ≥64 | AP easy/med/hard | masked outside | "
-        "ms/img (runs) | ms/1080p frame, stream (runs) |"
+        "ms/img (runs) | ms/1080p frame, full pass (runs) |"
     )
     print(head)
     print("|" + "---|" * 9)

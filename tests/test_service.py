@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests._live import free_port, wait_for
+from tests._live import free_port, segments, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,8 +35,9 @@ class NotifySocket:
                 data = self.sock.recv(4096)
             except TimeoutError:
                 continue
+            now = time.monotonic()  # one time per datagram: its lines arrived together
             for line in data.decode().splitlines():
-                self.messages.append((time.monotonic(), line))
+                self.messages.append((now, line))
 
     def times(self, prefix: str) -> list[float]:
         return [t for t, m in list(self.messages) if m.startswith(prefix)]
@@ -47,7 +48,9 @@ class NotifySocket:
         self.sock.close()
 
 
-def run_daemon(tmp_path: Path, source: str, notify: Path, camera: str = "") -> subprocess.Popen:
+def run_daemon(
+    tmp_path: Path, source: str, notify: Path, camera: str = "", env: dict[str, str] | None = None
+) -> subprocess.Popen:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         f"camera:\n  name: svc\n{camera}"
@@ -55,10 +58,11 @@ def run_daemon(tmp_path: Path, source: str, notify: Path, camera: str = "") -> s
         "mqtt:\n  enabled: false\n"
     )
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "VEILCAM_CAMERA_WAIT_S"},
         "NOTIFY_SOCKET": str(notify),
         "WATCHDOG_USEC": "1000000",  # 1 s: pings every 0.25 s while healthy
         "PYTHONUNBUFFERED": "1",
+        **(env or {}),
     }
     env.pop("WATCHDOG_PID", None)
     return subprocess.Popen(
@@ -115,27 +119,55 @@ def test_watchdog_pings_follow_frames_and_stop_when_the_pipeline_stalls(
     assert ns.times("STOPPING=1")
 
 
-def test_retrying_source_keeps_the_watchdog_fed_but_is_not_ready(tmp_path: Path) -> None:
-    """A camera that is down is being retried: alive, so pings go on; nothing is READY."""
+def test_camera_down_at_boot_becomes_ready_with_a_reason_and_keeps_the_watchdog_fed(
+    tmp_path: Path,
+) -> None:
+    """A camera that is down at boot: READY after the bound, STATUS says why, pings go on.
+
+    Without READY systemd (Type=notify, TimeoutStartSec) would kill and restart a healthy
+    daemon in a loop; with it the unit is active and the retry loop's pings guard it.
+    """
     ns = NotifySocket(tmp_path / "notify.sock")
     port = free_port()  # nothing listens there
+    wait_s = 3.0
+    started = time.monotonic()
     p = run_daemon(
         tmp_path,
-        f"rtsp://127.0.0.1:{port}/cam",
+        f"rtsp://admin:s3cret@127.0.0.1:{port}/cam",
         ns.path,
         camera="  open_timeout_s: 1\n  retry_initial_s: 0.2\n  retry_max_s: 1\n",
+        env={"VEILCAM_CAMERA_WAIT_S": str(wait_s)},
     )
     try:
-        wait_for(lambda: len(ns.times("WATCHDOG=1")) >= 4, 60, "pings while retrying")
-        status = wait_for(
-            lambda: [m for _, m in ns.messages if m.startswith("STATUS=") and "source" in m],
+        ready = wait_for(lambda: ns.times("READY=1"), 60, "READY=1 while the camera is down")
+        assert isinstance(ready, list)
+        # not at once: the daemon first gives the camera the bound to answer
+        assert ready[0] - started >= wait_s
+        # the same datagram carries the reason, so `systemctl status` shows it with "active"
+        reason = [m for t, m in ns.messages if t == ready[0] and m.startswith("STATUS=")]
+        assert reason, ns.messages
+        assert "waiting for camera" in reason[0] and "Connection refused" in reason[0]
+        # still alive and retrying: the watchdog keeps being fed after READY
+        wait_for(
+            lambda: len([t for t in ns.times("WATCHDOG=1") if t > ready[0]]) >= 4,
             30,
-            "a status naming the source state",
+            "pings after READY while retrying",
         )
-        assert "retrying" in status[-1] or "lost" in status[-1]
-        assert not ns.times("READY=1")
+        later = wait_for(
+            lambda: [m for t, m in list(ns.messages) if t > ready[0] and m.startswith("STATUS=")],
+            30,
+            "a later status",
+        )
+        assert isinstance(later, list)
+        assert "waiting for camera, source" in later[-1] and "Connection refused" in later[-1]
+        assert p.poll() is None
     finally:
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=60)
         ns.close()
     assert p.returncode == 0, err
+    assert len(ns.times("READY=1")) == 1  # one READY; STOPPING follows
+    assert ns.times("STOPPING=1")
+    # STATUS is world-readable: the camera's password never appears in it
+    assert not [m for _, m in ns.messages if "s3cret" in m]
+    assert not segments(tmp_path / "rec"), "nothing can have been recorded without a camera"

@@ -8,6 +8,9 @@
   go to the reload hooks (the MQTT bridge).
 * A model that cannot load means nothing is recorded: the error is logged and the process
   exits with :data:`EXIT_MODEL` so that systemd shows the unit failed.
+* ``READY=1`` normally follows the first protected frame written. A camera that is down at
+  boot is retried forever, so after :func:`camera_wait_s` of retrying the service reports
+  ready anyway, with ``STATUS=waiting for camera ...``: see :meth:`Service._ready_without_camera`.
 
 The service is also the stable control surface (``daemon.events.PipelineControls``) for
 listeners such as the MQTT bridge: it outlives pipeline restarts and re-attaches listeners.
@@ -16,6 +19,8 @@ listeners such as the MQTT bridge: it outlives pipeline restarts and re-attaches
 from __future__ import annotations
 
 import logging
+import os
+import re
 import signal
 import threading
 import time
@@ -39,6 +44,38 @@ EXIT_CONFIG = 2  # invalid config at start
 EXIT_MODEL = 3  # detector model missing or corrupt: nothing was recorded
 
 PIPELINE_SECTIONS = ("camera", "detect", "track", "mask", "gate", "recording")
+
+CAMERA_WAIT_S = 20.0
+"""How long after start a camera that is being retried may keep the service from READY.
+
+The unit is ``Type=notify`` with ``TimeoutStartSec=120s``: without READY systemd would kill a
+healthy daemon that is only waiting for its camera and restart it in a loop. systemd does not
+tell a service its start timeout, so this is a constant well inside it (a first connection
+attempt times out after ``camera.open_timeout_s``, 10 s by default, then retrying begins).
+The environment variable ``VEILCAM_CAMERA_WAIT_S`` overrides it (tests; a drop-in for a
+camera known to need longer).
+"""
+
+_USERINFO = re.compile(r"(://)[^/@\s]*@")
+
+
+def camera_wait_s() -> float:
+    """:data:`CAMERA_WAIT_S`, or ``VEILCAM_CAMERA_WAIT_S`` when set to a number >= 0."""
+    raw = os.environ.get("VEILCAM_CAMERA_WAIT_S")
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if value >= 0:
+            return value
+        log.warning("ignoring VEILCAM_CAMERA_WAIT_S", extra=fields(value=raw))
+    return CAMERA_WAIT_S
+
+
+def redact(text: str) -> str:
+    """``text`` without URL credentials: STATUS= is readable by every user of the machine."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 class StartError(Exception):
@@ -67,7 +104,10 @@ class Service:
         self._on_written_ext = on_written
         self.notifier = notifier or Notifier()
         self.state = StateStore(cfg.recording.resolved_state_file())
-        self.listeners: list[PipelineListener] = [StatusListener(self.notifier)]
+        self.camera_error: str | None = None  # the source's last error, None once frames come
+        self.listeners: list[PipelineListener] = [
+            StatusListener(self.notifier, camera_error=lambda: self.camera_error)
+        ]
         self.reload_hooks: list[Callable[[Config], None]] = []
         self.pipeline: Any = None
         self._written_total = 0
@@ -75,6 +115,7 @@ class Service:
         self._reload = threading.Event()
         self._detector: Any = None
         self._ready = False
+        self._camera_wait_s = CAMERA_WAIT_S
 
     # -- controls for listeners (thread-safe) -----------------------------------------------
 
@@ -140,6 +181,7 @@ class Service:
             source = make_source(camera, self.source_override)
         except SourceError as exc:
             raise StartError(str(exc), EXIT_RUNTIME) from None
+        self._watch_source_errors(source)
         p = Pipeline(
             cfg,
             source,
@@ -155,6 +197,36 @@ class Service:
             p.add_listener(listener)
         return p
 
+    def _watch_source_errors(self, source: Any) -> None:
+        """Keep the source's last error in :attr:`camera_error` for ``STATUS=``.
+
+        The capture runner logs each error but keeps only a final one; the status needs the
+        current one (``Connection refused``, ``401``...). The instance's ``open``/``read`` are
+        wrapped in place, so the source's type (which the runner checks) is unchanged.
+        """
+        from daemon.capture.sources import SourceError
+
+        opener, reader = source.open, source.read
+
+        def open_() -> None:
+            try:
+                opener()
+            except SourceError as exc:
+                self.camera_error = redact(str(exc))
+                raise
+
+        def read_() -> Any:
+            try:
+                grab = reader()
+            except SourceError as exc:
+                self.camera_error = redact(str(exc))
+                raise
+            if grab is not None:
+                self.camera_error = None
+            return grab
+
+        source.open, source.read = open_, read_
+
     def _written(self, frame: MaskedFrame, n: int) -> None:
         if self._on_written_ext is not None:
             self._on_written_ext(frame, self._written_total)
@@ -164,6 +236,27 @@ class Service:
         if not self._ready:
             self._ready = True
             self.notifier.ready()
+
+    def _ready_without_camera(self, since: float) -> None:
+        """READY=1 for a healthy daemon whose camera has been retried since it started.
+
+        Called from the main loop. Once :func:`camera_wait_s` has passed since ``since`` with
+        the source ``lost`` or ``retrying`` and nothing written yet, the unit becomes active:
+        the watchdog, fed by the retry loop, guards it from then on, and ``systemctl status``
+        says why nothing is recorded. The first frame written later sends no second READY.
+        """
+        if self._ready or self.pipeline is None:
+            return
+        state = self.pipeline.capture.state
+        if state not in ("lost", "retrying") or time.monotonic() - since < self._camera_wait_s:
+            return
+        self._ready = True
+        why = self.camera_error or f"source {state}"
+        log.warning(
+            "ready without a camera: recording nothing until it answers",
+            extra=fields(source=redact(self.pipeline.source.name), error=why),
+        )
+        self.notifier.ready(f"waiting for camera, source {state}: {why}")
 
     # -- running -----------------------------------------------------------------------------
 
@@ -189,12 +282,15 @@ class Service:
                 recordings=Path(self.cfg.recording.path) / self.cfg.camera.name,
             ),
         )
-        deadline = None if duration_s is None else time.monotonic() + duration_s
+        started = time.monotonic()
+        self._camera_wait_s = camera_wait_s()
+        deadline = None if duration_s is None else started + duration_s
         code = EXIT_OK
         while True:
             p = self.pipeline
             if self._stop.is_set():
                 break
+            self._ready_without_camera(started)
             if deadline is not None and time.monotonic() >= deadline:
                 break
             if p.done.is_set():

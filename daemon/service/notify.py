@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from daemon.logs import fields
@@ -72,9 +73,17 @@ class Notifier:
         except OSError as exc:
             log.warning("sd_notify failed", extra=fields(error=exc))
 
-    def ready(self) -> None:
-        log.info("ready: first protected frame written")
-        self.send("READY=1")
+    def ready(self, waiting: str | None = None) -> None:
+        """READY=1: normally the first protected frame is written; ``waiting`` says otherwise.
+
+        ``waiting`` (why nothing is recorded yet) goes out in the same datagram as ``STATUS=``,
+        so ``systemctl status`` never shows an active unit without the reason.
+        """
+        if waiting is None:
+            log.info("ready: first protected frame written")
+            self.send("READY=1")
+        else:
+            self.send(f"READY=1\nSTATUS={waiting}")
 
     def status(self, text: str) -> None:
         self.send(f"STATUS={text}")
@@ -103,10 +112,17 @@ class Notifier:
 
 
 class StatusListener:
-    """A pipeline listener that mirrors the stats into ``STATUS=``."""
+    """A pipeline listener that mirrors the stats into ``STATUS=``.
 
-    def __init__(self, notifier: Notifier) -> None:
+    While the source is ``lost`` or ``retrying`` the status leads with ``waiting for camera``
+    and the source's last error (``camera_error()``): that is why nothing is recorded.
+    """
+
+    def __init__(
+        self, notifier: Notifier, camera_error: Callable[[], str | None] | None = None
+    ) -> None:
         self.notifier = notifier
+        self.camera_error = camera_error or (lambda: None)
 
     def on_frame(self, frame: Any, faces: int) -> None:
         pass
@@ -118,8 +134,12 @@ class StatusListener:
         parts = [f"{stats['fps']:.1f} fps", f"{stats['faces']} faces"]
         if stats.get("detector_ms") is not None:
             parts.append(f"detector {stats['detector_ms']:.0f} ms")
-        if stats.get("source_state") != "ok":
-            parts.append(f"source {stats.get('source_state')}")
+        state = stats.get("source_state")
+        if state in ("lost", "retrying"):
+            why = self.camera_error()
+            parts.insert(0, f"waiting for camera, source {state}" + (f": {why}" if why else ""))
+        elif state != "ok":
+            parts.append(f"source {state}")
         if stats.get("frames_obscured"):
             parts.append(f"{stats['frames_obscured']} obscured")
         if stats.get("privacy"):

@@ -168,6 +168,8 @@ def test_camera_down_at_boot_becomes_ready_with_a_reason_and_keeps_the_watchdog_
     assert p.returncode == 0, err
     assert len(ns.times("READY=1")) == 1  # one READY; STOPPING follows
     assert ns.times("STOPPING=1")
-    # STATUS is world-readable: the camera's password never appears in it
+    # STATUS is world-readable and logs reach more people than the config: the camera's
+    # password appears in neither
     assert not [m for _, m in ns.messages if "s3cret" in m]
+    assert "127.0.0.1" in err and "s3cret" not in err, err
     assert not segments(tmp_path / "rec"), "nothing can have been recorded without a camera"

@@ -47,6 +47,7 @@ class CaptureRunner:
         self.on_ended = on_ended or (lambda: None)
         self.state: SourceState = "starting"
         self.error: str | None = None  # set when capture ended for good because of a problem
+        self.last_error: str | None = None  # the source's latest failure; None once frames come
         self.frames = 0
         self.ended = threading.Event()
         self._stop = threading.Event()
@@ -91,6 +92,7 @@ class CaptureRunner:
             try:
                 self.source.open()
             except SourceError as exc:
+                self.last_error = str(exc)
                 if isinstance(self.source, FileSource) and not opened_once:
                     self.error = str(exc)
                     log.error("cannot open source", extra=fields(error=exc))
@@ -112,12 +114,14 @@ class CaptureRunner:
                     del grab
                     self.frames += 1
                     if self.state != "ok":
+                        self.last_error = None
                         self._set_state("ok")
                         backoff = self.cfg.retry_initial_s
                     self.deliver(frame)
                     del frame
                     self.on_progress()
             except SourceError as exc:
+                self.last_error = str(exc)
                 self._set_state("lost", error=exc, retry_in_s=round(backoff, 1))
             finally:
                 self.source.close()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import threading
 import time
@@ -32,7 +31,7 @@ from daemon import logs
 from daemon.config import Config, ConfigError, load
 from daemon.events import PipelineListener
 from daemon.frames import MaskedFrame
-from daemon.logs import fields
+from daemon.logs import fields, redact
 from daemon.service.notify import Notifier, StatusListener
 from daemon.state import StateStore
 
@@ -56,8 +55,6 @@ The environment variable ``VEILCAM_CAMERA_WAIT_S`` overrides it (tests; a drop-i
 camera known to need longer).
 """
 
-_USERINFO = re.compile(r"(://)[^/@\s]*@")
-
 
 def camera_wait_s() -> float:
     """:data:`CAMERA_WAIT_S`, or ``VEILCAM_CAMERA_WAIT_S`` when set to a number >= 0."""
@@ -71,11 +68,6 @@ def camera_wait_s() -> float:
             return value
         log.warning("ignoring VEILCAM_CAMERA_WAIT_S", extra=fields(value=raw))
     return CAMERA_WAIT_S
-
-
-def redact(text: str) -> str:
-    """``text`` without URL credentials: STATUS= is readable by every user of the machine."""
-    return _USERINFO.sub(r"\1***@", text)
 
 
 class StartError(Exception):
@@ -104,9 +96,8 @@ class Service:
         self._on_written_ext = on_written
         self.notifier = notifier or Notifier()
         self.state = StateStore(cfg.recording.resolved_state_file())
-        self.camera_error: str | None = None  # the source's last error, None once frames come
         self.listeners: list[PipelineListener] = [
-            StatusListener(self.notifier, camera_error=lambda: self.camera_error)
+            StatusListener(self.notifier, camera_error=self.camera_error)
         ]
         self.reload_hooks: list[Callable[[Config], None]] = []
         self.pipeline: Any = None
@@ -181,7 +172,6 @@ class Service:
             source = make_source(camera, self.source_override)
         except SourceError as exc:
             raise StartError(str(exc), EXIT_RUNTIME) from None
-        self._watch_source_errors(source)
         p = Pipeline(
             cfg,
             source,
@@ -197,35 +187,11 @@ class Service:
             p.add_listener(listener)
         return p
 
-    def _watch_source_errors(self, source: Any) -> None:
-        """Keep the source's last error in :attr:`camera_error` for ``STATUS=``.
-
-        The capture runner logs each error but keeps only a final one; the status needs the
-        current one (``Connection refused``, ``401``...). The instance's ``open``/``read`` are
-        wrapped in place, so the source's type (which the runner checks) is unchanged.
-        """
-        from daemon.capture.sources import SourceError
-
-        opener, reader = source.open, source.read
-
-        def open_() -> None:
-            try:
-                opener()
-            except SourceError as exc:
-                self.camera_error = redact(str(exc))
-                raise
-
-        def read_() -> Any:
-            try:
-                grab = reader()
-            except SourceError as exc:
-                self.camera_error = redact(str(exc))
-                raise
-            if grab is not None:
-                self.camera_error = None
-            return grab
-
-        source.open, source.read = open_, read_
+    def camera_error(self) -> str | None:
+        """The source's latest error, without URL credentials (``STATUS=`` is world-readable)."""
+        p = self.pipeline
+        err = p.capture.last_error if p is not None else None
+        return redact(err) if err else None
 
     def _written(self, frame: MaskedFrame, n: int) -> None:
         if self._on_written_ext is not None:
@@ -251,7 +217,7 @@ class Service:
         if state not in ("lost", "retrying") or time.monotonic() - since < self._camera_wait_s:
             return
         self._ready = True
-        why = self.camera_error or f"source {state}"
+        why = self.camera_error() or f"source {state}"
         log.warning(
             "ready without a camera: recording nothing until it answers",
             extra=fields(source=redact(self.pipeline.source.name), error=why),

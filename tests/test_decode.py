@@ -1,0 +1,46 @@
+"""Decoding to BGR: colours survive the yuv420p -> BGR path and the libswscale fallback."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from daemon.media.decode import VideoReader
+
+PATCHES = [(0, 0, 255), (0, 255, 0), (255, 0, 0), (40, 200, 230), (128, 128, 128), (20, 20, 20)]
+
+
+def _clip(path: Path, pix_fmt: str) -> np.ndarray:
+    """Six flat colour patches, two frames, lossless-ish; returns the BGR picture written."""
+    img = np.zeros((96, 192, 3), np.uint8)
+    for k, bgr in enumerate(PATCHES):
+        img[(k // 3) * 48 : (k // 3 + 1) * 48, (k % 3) * 64 : (k % 3 + 1) * 64] = bgr
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=Fraction(10))
+        s.width, s.height, s.pix_fmt = 192, 96, pix_fmt
+        s.codec_context.options = {"crf": "0", "preset": "ultrafast"}
+        for i in range(2):
+            vf = av.VideoFrame.from_ndarray(img, format="bgr24").reformat(format=pix_fmt)
+            vf.pts = i
+            for p in s.encode(vf):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return img
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv444p"])
+def test_decoded_colours_match_what_was_encoded(tmp_path: Path, pix_fmt: str) -> None:
+    path = tmp_path / f"{pix_fmt}.mp4"
+    want = _clip(path, pix_fmt)
+    with VideoReader(path) as r:
+        frames = [f.image for f in r.frames()]
+    assert len(frames) == 2 and frames[0].shape == want.shape and frames[0].dtype == np.uint8
+    for k in range(len(PATCHES)):
+        y, x = (k // 3) * 48 + 16, (k % 3) * 64 + 16
+        got = frames[0][y : y + 16, x : x + 32].reshape(-1, 3).mean(axis=0)
+        assert np.abs(got - want[y, x]).max() <= 8, (PATCHES[k], got)

@@ -44,3 +44,24 @@ def test_decoded_colours_match_what_was_encoded(tmp_path: Path, pix_fmt: str) ->
         y, x = (k // 3) * 48 + 16, (k % 3) * 64 + 16
         got = frames[0][y : y + 16, x : x + 32].reshape(-1, 3).mean(axis=0)
         assert np.abs(got - want[y, x]).max() <= 8, (PATCHES[k], got)
+
+
+def test_queued_frames_keep_yuv_planes_and_give_the_same_bgr(tmp_path: Path) -> None:
+    """Sources queue decoded video as YUV 4:2:0 (half the bytes of BGR while frames wait for
+    detection); the BGR the detector and masker get is the same as decoding straight to BGR."""
+    from daemon.frames import Frame
+
+    path = tmp_path / "c.mp4"
+    _clip(path, "yuv420p")
+    with VideoReader(path) as r:
+        direct = [f.image for f in r.frames()]
+    with VideoReader(path) as r:
+        planar = [Frame(f.image, f.index, f.pts, 0.0, f.layout) for f in r.frames(yuv=True)]
+    assert [f.layout for f in planar] == ["i420", "i420"]
+    for f, bgr in zip(planar, direct, strict=True):
+        assert (f.width, f.height) == (192, 96)
+        assert f.pixels.nbytes * 2 == bgr.nbytes
+        assert np.array_equal(f.image, bgr)
+        copy = f.bgr_copy()
+        copy[:] = 0  # writable and not shared with the queued frame
+        assert np.array_equal(f.image, bgr)

@@ -110,7 +110,7 @@ class CaptureRunner:
                         return
                     now = time.monotonic()
                     pts = grab.pts if grab.pts is not None else now - start
-                    frame = Frame(grab.image, self.frames, pts, now)
+                    frame = Frame(grab.image, self.frames, pts, now, grab.layout)
                     del grab
                     self.frames += 1
                     if self.state != "ok":

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from daemon.capture.config import CameraConfig
+from daemon.frames import Layout
 from daemon.logs import fields
 
 if TYPE_CHECKING:
@@ -35,8 +36,9 @@ class NoCameraError(SourceError):
 
 @dataclass(frozen=True, slots=True)
 class Grab:
-    image: np.ndarray  # BGR
+    image: np.ndarray  # BGR, or planar YUV 4:2:0 when layout is "i420" (decoded video)
     pts: float | None  # seconds in the source's own clock (files), None for live sources
+    layout: Layout = "bgr"
 
 
 class Source(Protocol):
@@ -79,7 +81,7 @@ class _DecodedSource:
         except DecodeError as exc:
             raise SourceError(str(exc)) from None
         self._fps = self._reader.fps
-        self._it = self._reader.frames()
+        self._it = self._reader.frames(yuv=True)  # half the bytes while frames queue
 
     def _next(self) -> DecodedFrame | None:
         """The next decoded frame, None at the end; a broken stream raises SourceError."""
@@ -144,7 +146,7 @@ class FileSource(_DecodedSource):
             wait = self._t0 + pts - now
             if wait > 0:
                 time.sleep(wait)  # pacing a file to its own frame rate
-        return Grab(df.image, pts)
+        return Grab(df.image, pts, df.layout)
 
 
 class NetworkSource(_DecodedSource):
@@ -169,7 +171,7 @@ class NetworkSource(_DecodedSource):
         df = self._next()
         if df is None:  # a live stream that ends has been lost
             raise SourceError(f"{self.name}: stream ended")
-        return Grab(df.image, None)
+        return Grab(df.image, None, df.layout)
 
 
 class V4L2Source:

@@ -119,7 +119,10 @@ class Masker:
 
     def apply(self, image: np.ndarray, regions: Sequence[Region]) -> np.ndarray:
         """A masked copy of ``image`` (the input is left untouched)."""
-        out = image.copy()
+        return self._hide_all(image.copy(), regions)
+
+    def _hide_all(self, out: np.ndarray, regions: Sequence[Region]) -> np.ndarray:
+        """Hide ``regions`` in ``out`` in place."""
         hidden_inside = _inside_another(regions)
         for r, skip in zip(regions, hidden_inside, strict=True):
             if not skip:
@@ -131,7 +134,7 @@ class Masker:
         ordered = sorted(regions, key=lambda r: r.label == "zone")
         return MaskedFrame(
             _KEY,
-            self.apply(frame.image, ordered),
+            self._hide_all(frame.bgr_copy(), ordered),
             index=frame.index,
             pts=frame.pts,
             captured=frame.captured,
@@ -142,7 +145,7 @@ class Masker:
         """The whole picture blacked out: for failed or late detection and for privacy mode."""
         return MaskedFrame(
             _KEY,
-            np.zeros_like(frame.image),
+            np.zeros((frame.height, frame.width, 3), np.uint8),
             index=frame.index,
             pts=frame.pts,
             captured=frame.captured,

@@ -38,7 +38,7 @@ class GateConfig(StrictModel):
         500.0, gt=0, description="longest a frame may wait for, or be away from, its detection"
     )
     queue_frames: int = Field(
-        8,
+        10,
         ge=2,
         le=250,
         description="raw frames held in memory awaiting detection; live sources drop beyond it",

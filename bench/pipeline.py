@@ -178,7 +178,8 @@ def main() -> None:
             print(
                 f"{name}: real-time pace: capture->written latency median "
                 f"{live['latency_ms']:.0f} ms, p95 {live['latency_p95_ms']:.0f} ms, "
-                f"obscured {live['obscured']}, dropped {live['dropped']} of {live['frames']}"
+                f"obscured {live['obscured']}, dropped {live['dropped']} of {live['frames']}, "
+                f"detector on {live['detector_runs'] / max(1, live['frames']):.2f} of frames"
             )
             print(
                 f"{name}: plain decode+encode {pfps:.1f} fps, CPU "

@@ -6,9 +6,11 @@ import json
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 from daemon.frames import Frame, MaskedFrame
@@ -22,6 +24,26 @@ def masked(index: int, pts: float, image: np.ndarray | None = None) -> MaskedFra
     if image is None:
         image = np.full((120, 160, 3), (index * 7) % 255, np.uint8)
     return MASKER.mask(Frame(image, index, pts, time.monotonic()), [])
+
+
+def write_clip(
+    path: Path, images: Iterable[np.ndarray], fps: float, pix_fmt: str = "yuv420p", crf: int = 10
+) -> Path:
+    """A real H.264 file of the given BGR pictures, one per frame, at ``fps``."""
+    images = list(images)
+    h, w = images[0].shape[:2]
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=Fraction(fps))
+        s.width, s.height, s.pix_fmt = w, h, pix_fmt
+        s.codec_context.options = {"crf": str(crf), "preset": "ultrafast"}
+        for i, img in enumerate(images):
+            vf = av.VideoFrame.from_ndarray(img, format="bgr24").reformat(format=pix_fmt)
+            vf.pts = i
+            for pkt in s.encode(vf):
+                c.mux(pkt)
+        for pkt in s.encode(None):
+            c.mux(pkt)
+    return path
 
 
 def probe(path: Path) -> tuple[int, str]:

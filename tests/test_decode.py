@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
 from daemon.media.decode import VideoReader
+from tests._live import write_clip
 
 PATCHES = [(0, 0, 255), (0, 255, 0), (255, 0, 0), (40, 200, 230), (128, 128, 128), (20, 20, 20)]
 
@@ -19,17 +18,7 @@ def _clip(path: Path, pix_fmt: str) -> np.ndarray:
     img = np.zeros((96, 192, 3), np.uint8)
     for k, bgr in enumerate(PATCHES):
         img[(k // 3) * 48 : (k // 3 + 1) * 48, (k % 3) * 64 : (k % 3 + 1) * 64] = bgr
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=Fraction(10))
-        s.width, s.height, s.pix_fmt = 192, 96, pix_fmt
-        s.codec_context.options = {"crf": "0", "preset": "ultrafast"}
-        for i in range(2):
-            vf = av.VideoFrame.from_ndarray(img, format="bgr24").reformat(format=pix_fmt)
-            vf.pts = i
-            for p in s.encode(vf):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
+    write_clip(path, [img, img], 10, pix_fmt, crf=0)
     return img
 
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 
@@ -25,7 +23,7 @@ from daemon.mask.masker import Masker
 from daemon.pipeline import Pipeline
 from daemon.regions import Detection
 from daemon.state import StateStore
-from tests._live import probe, segments, wait_for
+from tests._live import probe, segments, wait_for, write_clip
 
 W, H, FPS, N = 320, 240, 25, 60
 SQ = 30  # square side
@@ -40,23 +38,14 @@ def square_at(i: int) -> tuple[int, int] | None:
 
 @pytest.fixture(scope="module")
 def square_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("clip") / "square.mp4"
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=Fraction(FPS))
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        s.codec_context.options = {"crf": "10", "preset": "ultrafast"}
-        for i in range(N):
-            img = np.full((H, W, 3), 40, np.uint8)
-            pos = square_at(i)
-            if pos:
-                img[pos[1] : pos[1] + SQ, pos[0] : pos[0] + SQ] = 250
-            vf = av.VideoFrame.from_ndarray(img, format="bgr24")
-            vf.pts = i
-            for p in s.encode(vf):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
-    return path
+    images = []
+    for i in range(N):
+        img = np.full((H, W, 3), 40, np.uint8)
+        pos = square_at(i)
+        if pos:
+            img[pos[1] : pos[1] + SQ, pos[0] : pos[0] + SQ] = 250
+        images.append(img)
+    return write_clip(tmp_path_factory.mktemp("clip") / "square.mp4", images, FPS)
 
 
 class SquareDetector:
@@ -345,19 +334,12 @@ def test_fast_file_with_frames_further_apart_than_the_deadline(tmp_path: Path) -
     """A time-lapse file (1 frame per second, deadline 500 ms) plays through with --fast: the
     hold-back that keeps the detector within the deadline must not wait for a frame that only
     its own delivery could let the detector take."""
-    clip = tmp_path / "timelapse.mp4"
-    with av.open(str(clip), "w") as c:
-        s = c.add_stream("libx264", rate=Fraction(1))
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        for i in range(6):
-            img = np.full((H, W, 3), 40, np.uint8)
-            img[100 : 100 + SQ, 20 + 30 * i : 20 + 30 * i + SQ] = 250
-            vf = av.VideoFrame.from_ndarray(img, format="bgr24")
-            vf.pts = i
-            for pkt in s.encode(vf):
-                c.mux(pkt)
-        for pkt in s.encode(None):
-            c.mux(pkt)
+    images = []
+    for i in range(6):
+        img = np.full((H, W, 3), 40, np.uint8)
+        img[100 : 100 + SQ, 20 + 30 * i : 20 + 30 * i + SQ] = 250
+        images.append(img)
+    clip = write_clip(tmp_path / "timelapse.mp4", images, 1)
     cfg = make_cfg(tmp_path, mask={"shape": "box"})
     p, rec = run_pipeline(cfg, clip, SquareDetector(delay_s=0.0))
     assert len(rec.frames) == 6 and p.frames_obscured == 0

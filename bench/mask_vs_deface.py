@@ -81,13 +81,13 @@ def frame_count(video: Path) -> int:
         return sum(1 for _ in r.frames())
 
 
-def video_bench(py: Path, video: Path, tmp: Path, runs: int) -> None:
+def video_bench(py: Path, video: Path, tmp: Path, runs: int, config: Path) -> None:
     from daemon.evaluate.coverage import covered_fraction, region_mask
     from daemon.regions import Region
 
     n = frame_count(video)
     veil_cmd = [sys.executable, "-m", "daemon", "mask", str(video), "-o", str(tmp / "veil"),
-                "--regions", str(tmp / "regions.jsonl"), "-q"]  # fmt: skip
+                "--regions", str(tmp / "regions.jsonl"), "--config", str(config), "-q"]  # fmt: skip
     deface_bin = str(py.parent / "deface")
     deface_cmd = [deface_bin, str(video), "-o", str(tmp / "deface.mp4")]
     t_veil, t_deface = [], []
@@ -146,7 +146,7 @@ def _size(video: Path) -> tuple[int, int]:
         return r.size
 
 
-def image_bench(py: Path, root: Path, n: int, runs: int) -> None:
+def image_bench(py: Path, root: Path, n: int, runs: int, config: Path) -> None:
     """Median ms per image, each side ``runs`` times, alternating so both see the same load."""
     import cv2
     import numpy as np
@@ -155,7 +155,7 @@ def image_bench(py: Path, root: Path, n: int, runs: int) -> None:
     from daemon.detect import build_detector
     from daemon.mask.masker import Masker
 
-    cfg = load(REPO / "config.yaml")
+    cfg = load(config)
     det = build_detector(cfg.detect)
     masker = Masker(cfg.mask)
     names = [json.loads(x)["image"] for x in (root / "annotations.jsonl").read_text().splitlines()]
@@ -166,7 +166,9 @@ def image_bench(py: Path, root: Path, n: int, runs: int) -> None:
         ms = []
         for img in images:
             t = time.perf_counter()
-            masker.apply(img, masker.regions(det.detect(img), img.shape[1], img.shape[0]))
+            masker.apply(
+                img, masker.regions(det.detect(img, still=True), img.shape[1], img.shape[0])
+            )
             ms.append((time.perf_counter() - t) * 1e3)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "deface.json"
@@ -200,6 +202,7 @@ def main() -> int:
         / "veilcam-bench"
         / "deface-venv",
     )
+    ap.add_argument("--config", type=Path, default=REPO / "config.yaml", help="veilcam config")
     ap.add_argument("--skip-video", action="store_true")
     ap.add_argument("--skip-images", action="store_true")
     args = ap.parse_args()
@@ -208,9 +211,9 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_video:
-            video_bench(py, args.video, Path(tmp), args.runs)
+            video_bench(py, args.video, Path(tmp), args.runs, args.config)
         if not args.skip_images:
-            image_bench(py, args.images, args.n_images, args.runs)
+            image_bench(py, args.images, args.n_images, args.runs, args.config)
     return 0
 
 

@@ -12,7 +12,7 @@ from daemon.detect.errors import ModelError
 from daemon.detect.letterbox import letterbox
 from daemon.detect.manifest import find_models_dir, verified_model
 from daemon.detect.nms import nms
-from daemon.detect.tiling import plan
+from daemon.detect.tiling import _gated, plan
 
 
 def test_nms_drops_overlapping_weaker_boxes_and_keeps_separate_ones() -> None:
@@ -47,6 +47,38 @@ def test_tiles_cover_a_1080p_frame_with_overlap_so_every_small_face_is_whole_in_
         assert any(
             t.x <= x and x + 48 <= t.x + t.w and t.y <= y and y + 48 <= t.y + t.h for t in tiles
         )
+
+
+def test_in_a_photo_a_small_candidate_opens_one_tile_and_that_tile_holds_the_whole_face() -> None:
+    """Tile gating for single images: a face in an overlap used to open every tile it touched
+    (up to four runs); one suffices, and it must hold the face whole (up to the overlap, 48
+    model px = 32 photo px at 1.5x)."""
+    wins = plan(1024, 768, 544, 416, ScheduleConfig(), still=True)
+    tiles = [i for i, w in enumerate(wins) if not w.whole]
+    assert len(tiles) == 9 and {wins[i].scale for i in tiles} == {1.5}
+    face = 30
+    rng = np.random.default_rng(1)
+    xy = rng.integers(0, [1024 - face, 768 - face], size=(400, 2)).astype(np.float32)
+    for x, y in xy:
+        cx, cy = np.array([x + face / 2]), np.array([y + face / 2])
+        (k,) = _gated(cx, cy, wins, tiles, one_each=True)
+        t = wins[k]
+        assert t.x <= x * 1.5 and (x + face) * 1.5 <= t.x + t.w
+        assert t.y <= y * 1.5 and (y + face) * 1.5 <= t.y + t.h
+        assert k in _gated(cx, cy, wins, tiles, one_each=False)
+    cx, cy = xy[:, 0] + face / 2, xy[:, 1] + face / 2
+    assert _gated(cx, cy, wins, tiles, one_each=True) == set(tiles)  # faces everywhere
+    assert _gated(cx[:0], cy[:0], wins, tiles, one_each=True) == set()
+
+
+def test_in_a_video_frame_a_candidate_opens_every_tile_holding_it() -> None:
+    """Video frames keep every tile a candidate touches (tiles rotate over frames there)."""
+    wins = plan(1920, 1080, 544, 416, ScheduleConfig())
+    tiles = [i for i, w in enumerate(wins) if not w.whole]
+    seam = wins[tiles[1]].x + 10.0  # inside the overlap of the first two tiles of the top row
+    opened = _gated(np.array([seam]), np.array([20.0]), wins, tiles, one_each=False)
+    assert opened == {tiles[0], tiles[1]}
+    assert len(_gated(np.array([seam]), np.array([20.0]), wins, tiles, one_each=True)) == 1
 
 
 def test_a_frame_smaller_than_the_model_gets_one_window() -> None:

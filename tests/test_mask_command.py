@@ -77,7 +77,7 @@ def test_detection_failure_writes_a_fully_obscured_image(
 ) -> None:
     from daemon.detect import Detector, DetectorError
 
-    def broken(self, image, *, stream=False):
+    def broken(self, image, *, stream=False, still=False):
         raise DetectorError("interpreter failed")
 
     monkeypatch.setattr(Detector, "detect", broken)

@@ -110,7 +110,7 @@ class Runner:
         frame = Frame(img, index=0, pts=0.0, captured=0.0)
         h, w = img.shape[:2]
         try:
-            regions = self.masker.regions(self.detector.detect(img), w, h)
+            regions = self.masker.regions(self.detector.detect(img, still=True), w, h)
             masked = self.masker.mask(frame, regions)
         except DetectorError as exc:
             self.fail(job.src, f"{job.src}: detection failed, output fully obscured: {exc}")

@@ -36,16 +36,22 @@ class Detector:
         """Model runs the last ``detect`` call made (tiles may be gated or rotated)."""
         return self._tiled.last_runs
 
-    def windows(self, width: int, height: int) -> int:
-        """How many model runs a frame of this size costs."""
-        return len(self._tiled.windows(width, height))
+    def windows(self, width: int, height: int, *, still: bool = False) -> int:
+        """How many model runs a frame (or, with ``still``, a single image) of this size costs
+        at most (the tile gate may skip some)."""
+        return len(self._tiled.windows(width, height, still))
 
-    def detect(self, image_bgr: np.ndarray, *, stream: bool = False) -> list[Detection]:
+    def detect(
+        self, image_bgr: np.ndarray, *, stream: bool = False, still: bool = False
+    ) -> list[Detection]:
         """Faces as x, y, w, h float boxes in ``image_bgr`` pixels. Raises DetectorError.
 
         ``stream=True`` is for consecutive video frames: with ``schedule.tile_every`` N > 1
         each call runs the whole-frame pass and 1/N of the tiles, and reuses the other tiles'
         latest faces (at most N - 1 frames old). Single images must leave it False.
+        ``still=True`` is for a single photo: its tiles use ``schedule.still_tile_scales``
+        (finer than a video frame's: a photo has no next frame and no tracker to catch a face
+        missed now, and no frame rate to keep).
         """
         if (
             not isinstance(image_bgr, np.ndarray)
@@ -57,7 +63,7 @@ class Detector:
             shape = getattr(image_bgr, "shape", None)
             raise DetectorError(f"expected an HxWx3 uint8 BGR image, got {shape}")
         try:
-            boxes, scores = self._tiled.detect_xyxy(image_bgr, stream)
+            boxes, scores = self._tiled.detect_xyxy(image_bgr, stream, still)
         except DetectorError:
             raise
         except Exception as exc:  # an interpreter failure must reach the fail-closed gate

@@ -59,6 +59,11 @@ class ScheduleConfig(StrictModel):
         default_factory=lambda: [1.0],
         description="tile passes: frame resized by each factor, then cut into model-size tiles",
     )
+    still_tile_scales: list[float] | None = Field(
+        default_factory=lambda: [1.5],
+        description="tile scales for single images (veilcam mask on photos, veilcam eval); "
+        "null: the same as tile_scales",
+    )
     tile_overlap: int = Field(48, ge=0, le=160, description="overlap between tiles, model px")
     tile_min_side: int = Field(
         0,
@@ -71,6 +76,18 @@ class ScheduleConfig(StrictModel):
         lt=1,
         description="run a tile only where the whole-frame pass saw a candidate scoring at "
         "least this (0: run every tile)",
+    )
+    still_tile_gate: float | None = Field(
+        0.06,
+        ge=0,
+        lt=1,
+        description="tile_gate for single images (null: the same as tile_gate)",
+    )
+    tile_gate_max_px: float = Field(
+        64.0,
+        ge=0,
+        description="a whole-frame candidate at least this tall (whole-frame model px) is left "
+        "to the whole-frame pass and opens no tile (0: any candidate opens its tile)",
     )
     tile_every: int = Field(
         4,
@@ -88,7 +105,9 @@ class ScheduleConfig(StrictModel):
     def _some_pass(self) -> "ScheduleConfig":
         if not self.whole_frame and not self.tile_scales:
             raise ValueError("schedule needs whole_frame or at least one tile scale")
-        for s in self.tile_scales:
+        if not self.whole_frame and self.still_tile_scales == []:
+            raise ValueError("schedule needs whole_frame or at least one still tile scale")
+        for s in [*self.tile_scales, *(self.still_tile_scales or [])]:
             if not 0.1 <= s <= 3.0:
                 raise ValueError(f"tile scale {s} outside 0.1 – 3.0")
         return self

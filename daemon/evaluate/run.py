@@ -88,7 +88,7 @@ def evaluate(
             continue
         h, w = img.shape[:2]
         t0 = time.perf_counter()
-        dets = detector.detect(img)
+        dets = detector.detect(img, still=True)
         t1 = time.perf_counter()
         regions = masker.regions(dets, w, h)
         out = masker.apply(img, regions)
@@ -116,7 +116,7 @@ def evaluate(
             ap_in[st].append((det_boxes, det_scores, gts, keep))
         for name, fn in PERTURBATIONS.items() if perturb else ():
             pimg = fn(img)
-            pm = region_mask(masker.regions(detector.detect(pimg), w, h), w, h)
+            pm = region_mask(masker.regions(detector.detect(pimg, still=True), w, h), w, h)
             for f in valid:
                 ptally[name].add(_keys(f.box[3], f.settings), covered_fraction(pm, f.box) >= 0.7)
         if progress:

@@ -78,7 +78,7 @@ class ScheduleConfig(StrictModel):
         "least this (0: run every tile)",
     )
     still_tile_gate: float | None = Field(
-        0.06,
+        0.05,
         ge=0,
         lt=1,
         description="tile_gate for single images (null: the same as tile_gate)",

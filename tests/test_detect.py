@@ -157,3 +157,34 @@ def test_a_photo_gets_the_finer_still_schedule_and_keeps_faces_under_10_px(
     still, video = share(True), share(False)
     assert still >= 0.9, f"{still:.2f} of faces under 10 px protected in a photo"
     assert still >= video + 0.15, (still, video)  # measured: 1.0 and 0.74
+
+
+def test_a_large_photo_is_planned_like_a_video_frame(detector: Detector, data_dir: Path) -> None:
+    """A 12 MP photo (above ``still_max_side``): its faces are large in pixels, and upscaled
+    tiles would only add runs (and, on WIDER photos upscaled 4x, lose faces of 40–60 px that
+    no upscaled tile holds whole and the whole-frame pass, letterboxed to 1/7, cannot see)."""
+    w, h = 4032, 3024
+    frame = np.full((h, w, 3), 90, np.uint8)
+    boxes: list[list[float]] = []
+    photos = _dlib(data_dir)
+    x = y = row_h = 0
+    for k in range(60):
+        img, faces = photos[k % len(photos)]
+        s = 40.0 / float(np.median([f[3] for f in faces]))
+        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
+        ih, iw = img.shape[:2]
+        if x + iw > w:
+            x, y, row_h = 0, y + row_h + 11, 0
+        if y + ih > h:
+            break
+        frame[y : y + ih, x : x + iw] = img
+        boxes += [[f[0] * s + x, f[1] * s + y, f[2] * s, f[3] * s] for f in faces]
+        x += iw + 17
+        row_h = max(row_h, ih)
+    found = detector.detect(frame, still=True)
+    runs = detector.last_runs
+    ok = protected(region_mask(Masker().regions(found, w, h), w, h), boxes)
+    assert len(ok) >= 200 and sum(ok) / len(ok) >= 0.98
+    detector.detect(frame)
+    assert runs == detector.last_runs  # measured: 79, where 1.5x tiles ran 121
+    assert detector.windows(w, h, still=True) == detector.windows(w, h)

@@ -64,6 +64,12 @@ class ScheduleConfig(StrictModel):
         description="tile scales for single images (veilcam mask on photos, veilcam eval); "
         "null: the same as tile_scales",
     )
+    still_max_side: int = Field(
+        2048,
+        ge=0,
+        description="single images with a longer side above this are planned like video frames "
+        "(0: no limit)",
+    )
     tile_overlap: int = Field(48, ge=0, le=160, description="overlap between tiles, model px")
     tile_min_side: int = Field(
         0,

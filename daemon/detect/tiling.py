@@ -175,7 +175,16 @@ class TiledDetector:
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def windows(self, width: int, height: int, still: bool = False) -> list[Window]:
-        return plan(width, height, self.width, self.height, self.schedule, still)
+        return plan(
+            width, height, self.width, self.height, self.schedule, self.still(width, height, still)
+        )
+
+    def still(self, width: int, height: int, still: bool) -> bool:
+        """Whether an image asked for as ``still`` gets the still schedule: not above
+        ``still_max_side``, where upscaled tiles would hold only faces the whole-frame pass
+        (letterboxed far down) cannot see, and the frame schedule does better."""
+        limit = self.schedule.still_max_side
+        return still and (not limit or max(width, height) <= limit)
 
     def _run(
         self, rgb_scaled: np.ndarray, win: Window, threshold: float | None = None
@@ -221,7 +230,7 @@ class TiledDetector:
         """
         h, w = image_bgr.shape[:2]
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-        still = still and not stream
+        still = self.still(w, h, still and not stream)
         wins = self.windows(w, h, still)
         every = self.schedule.tile_every if stream else 1
         if (w, h) != self._cache_size or not stream:

@@ -32,6 +32,39 @@ def _dlib(data_dir: Path) -> list[tuple[np.ndarray, list[list[float]]]]:
     return out
 
 
+def _collage(
+    data_dir: Path,
+    size: tuple[int, int],
+    face_px: float,
+    count: int,
+    gaps: tuple[int, int],
+    by_largest: bool = False,
+) -> tuple[np.ndarray, list[list[float]]]:
+    """dlib's photos shrunk so that their median (or largest) face is ``face_px`` tall, laid in
+    rows over a grey ``size`` frame with ``gaps`` (x, y) between them, so faces fall at every
+    offset to the tile seams. Returns the frame and its face boxes (x, y, w, h)."""
+    width, height = size
+    frame = np.full((height, width, 3), 90, np.uint8)
+    boxes: list[list[float]] = []
+    photos = _dlib(data_dir)
+    x = y = row_h = 0
+    for k in range(count):
+        img, faces = photos[k % len(photos)]
+        ref = max(f[3] for f in faces) if by_largest else float(np.median([f[3] for f in faces]))
+        s = face_px / ref
+        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
+        h, w = img.shape[:2]
+        if x + w > width:
+            x, y, row_h = 0, y + row_h + gaps[1], 0
+        if y + h > height:
+            break
+        frame[y : y + h, x : x + w] = img
+        boxes += [[f[0] * s + x, f[1] * s + y, f[2] * s, f[3] * s] for f in faces]
+        x += w + gaps[0]
+        row_h = max(row_h, h)
+    return frame, boxes
+
+
 def test_boxes_are_in_the_image_own_pixels(detector: Detector, data_dir: Path) -> None:
     img, faces = _dlib(data_dir)[0]
     small = detector.detect(img)
@@ -49,25 +82,7 @@ def test_default_schedule_finds_16_to_32_px_faces_anywhere_in_a_1080p_frame(
 ) -> None:
     """Photos shrunk so that their faces are 16–24 px tall, laid over a 1080p frame with
     offsets that put faces across the tile seams."""
-    frame = np.full((1080, 1920, 3), 90, np.uint8)
-    boxes: list[list[float]] = []
-    photos = _dlib(data_dir)
-    x = y = 0
-    row_h = 0
-    for k in range(20):
-        img, faces = photos[k % len(photos)]
-        s = 20.0 / float(np.median([f[3] for f in faces]))  # median face ~20 px
-        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
-        h, w = img.shape[:2]
-        if x + w > 1920:
-            x, y = 0, y + row_h + 7
-            row_h = 0
-        if y + h > 1080:
-            break
-        frame[y : y + h, x : x + w] = img
-        boxes += [[f[0] * s + x, f[1] * s + y, f[2] * s, f[3] * s] for f in faces]
-        x += w + 13
-        row_h = max(row_h, h)
+    frame, boxes = _collage(data_dir, (1920, 1080), 20.0, 20, (13, 7))  # median face ~20 px
     boxes = [b for b in boxes if b[3] >= 16]
     assert len(boxes) >= 60
     masker = Masker()
@@ -128,23 +143,7 @@ def test_a_photo_gets_the_finer_still_schedule_and_keeps_faces_under_10_px(
     """Photos shrunk so that their faces are at most 9 px tall, laid over a 1024x768 photo: a single
     image (``still=True``, as ``veilcam mask`` runs photos) protects most of them; the video
     frame schedule, whose tiles run at native size, loses many."""
-    frame = np.full((768, 1024, 3), 90, np.uint8)
-    boxes: list[list[float]] = []
-    photos = _dlib(data_dir)
-    x = y = row_h = 0
-    for k in range(40):
-        img, faces = photos[k % len(photos)]
-        s = 9.0 / float(max(f[3] for f in faces))  # the largest face 9 px
-        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
-        h, w = img.shape[:2]
-        if x + w > 1024:
-            x, y, row_h = 0, y + row_h + 5, 0
-        if y + h > 768:
-            break
-        frame[y : y + h, x : x + w] = img
-        boxes += [[f[0] * s + x, f[1] * s + y, f[2] * s, f[3] * s] for f in faces]
-        x += w + 9
-        row_h = max(row_h, h)
+    frame, boxes = _collage(data_dir, (1024, 768), 9.0, 40, (9, 5), by_largest=True)
     assert len(boxes) >= 60 and max(b[3] for b in boxes) <= 9.01
     masker = Masker()
 
@@ -164,23 +163,7 @@ def test_a_large_photo_is_planned_like_a_video_frame(detector: Detector, data_di
     tiles would only add runs (and, on WIDER photos upscaled 4x, lose faces of 40–60 px that
     no upscaled tile holds whole and the whole-frame pass, letterboxed to 1/7, cannot see)."""
     w, h = 4032, 3024
-    frame = np.full((h, w, 3), 90, np.uint8)
-    boxes: list[list[float]] = []
-    photos = _dlib(data_dir)
-    x = y = row_h = 0
-    for k in range(60):
-        img, faces = photos[k % len(photos)]
-        s = 40.0 / float(np.median([f[3] for f in faces]))
-        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
-        ih, iw = img.shape[:2]
-        if x + iw > w:
-            x, y, row_h = 0, y + row_h + 11, 0
-        if y + ih > h:
-            break
-        frame[y : y + ih, x : x + iw] = img
-        boxes += [[f[0] * s + x, f[1] * s + y, f[2] * s, f[3] * s] for f in faces]
-        x += iw + 17
-        row_h = max(row_h, ih)
+    frame, boxes = _collage(data_dir, (w, h), 40.0, 60, (17, 11))
     found = detector.detect(frame, still=True)
     runs = detector.last_runs
     ok = protected(region_mask(Masker().regions(found, w, h), w, h), boxes)

@@ -68,10 +68,18 @@ def test_eval_command_reports_every_metric(data_dir: Path, capsys: pytest.Captur
         "brightness-30%",
         "contrast+30%",
         "contrast-30%",
+        "saturation+30%",
+        "saturation-30%",
         "noise_sigma10",
         "jpeg_q30",
+        "night_ir",
+        "low_light",
+        "motion_blur",
+        "defocus",
+        "backlight",
     }
     assert all(v["recall"] >= 0.9 for v in r["perturbed"].values())
+    assert all(set(v["ap"]) == {"easy", "medium", "hard"} for v in r["perturbed"].values())
 
 
 def test_eval_command_names_a_missing_dataset(tmp_path: Path, capsys) -> None:

@@ -24,6 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--limit", type=int, help="only the first N images")
     p.add_argument("--no-perturb", action="store_true", help="skip the perturbed runs")
+    p.add_argument(
+        "--perturb",
+        metavar="NAMES",
+        help="only these perturbations, comma-separated (e.g. night_ir,low_light)",
+    )
     p.add_argument("--no-ssim", action="store_true", help="skip SSIM")
 
 
@@ -55,11 +60,13 @@ def _table(r: dict[str, Any]) -> str:
         f"{r['windows_per_image']} model runs per image (mean)"
     )
     if "perturbed" in r:
-        lines.append("recall under perturbations (all faces / 16 px and more; drop in points)")
+        lines.append(
+            "recall under perturbations (all faces / 16 px and more; drop in points), AP hard"
+        )
         for k, v in r["perturbed"].items():
             lines.append(
                 f"  {k:<16} {_f(v['recall'])} ({100 * v['drop']:+.1f})   "
-                f"{_f(v['recall_16+'])} ({100 * v['drop_16+']:+.1f})"
+                f"{_f(v['recall_16+'])} ({100 * v['drop_16+']:+.1f})   {_f(v['ap']['hard'], 3)}"
             )
     if r["unreadable"]:
         lines.append(f"unreadable images: {', '.join(r['unreadable'])}")
@@ -75,6 +82,16 @@ def run(args: argparse.Namespace) -> int:
     from daemon.evaluate.run import evaluate
     from daemon.mask.masker import Masker
 
+    from daemon.evaluate.perturb import PERTURBATIONS
+
+    unknown = sorted(set(args.perturb.split(",")) - set(PERTURBATIONS)) if args.perturb else []
+    if unknown:
+        print(
+            f"veilcam eval: unknown perturbation {', '.join(unknown)} "
+            f"(known: {', '.join(PERTURBATIONS)})",
+            file=sys.stderr,
+        )
+        return 2
     cfg = load_config(args.config, args.set)
     if cfg is None:
         return 2
@@ -96,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
             Path(args.dataset),
             limit=args.limit,
             perturb=not args.no_perturb,
+            perturbations=args.perturb.split(",") if args.perturb else None,
             ssim=not args.no_ssim,
             progress=progress,
         )

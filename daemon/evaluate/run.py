@@ -60,6 +60,13 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(structural_similarity(ga, gb, data_range=255))
 
 
+def _ap_dets(regions: list) -> tuple[np.ndarray, np.ndarray]:
+    """The detector's own boxes and scores behind the face regions (for AP)."""
+    face_det = [r for r in regions if r.det is not None]
+    boxes = np.array([r.det for r in face_det], np.float64).reshape(-1, 4)
+    return boxes, np.array([r.score or 0.0 for r in face_det], np.float64)
+
+
 def evaluate(
     detector: Detector,
     masker: Masker,
@@ -67,13 +74,19 @@ def evaluate(
     *,
     limit: int | None = None,
     perturb: bool = True,
+    perturbations: list[str] | None = None,
     ssim: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Every metric over the set at ``root`` as a JSON-ready dict."""
+    """Every metric over the set at ``root`` as a JSON-ready dict (``perturbations``: only
+    these of ``PERTURBATIONS``, all when None)."""
     samples: list[Sample] = load(root)[:limit] if limit else load(root)
     tally = _Tally()
-    ptally = {name: _Tally() for name in PERTURBATIONS} if perturb else {}
+    chosen = {k: v for k, v in PERTURBATIONS.items() if perturbations is None or k in perturbations}
+    ptally = {name: _Tally() for name in chosen} if perturb else {}
+    pap: dict[str, dict[str, list[tuple[np.ndarray, ...]]]] = {
+        name: {s: [] for s in SETTINGS} for name in ptally
+    }
     ap_in: dict[str, list[tuple[np.ndarray, ...]]] = {s: [] for s in SETTINGS}
     windows: list[int] = []
     ms_detect: list[float] = []
@@ -107,18 +120,20 @@ def evaluate(
         outside.append(float((mask & ~faces_mask).mean()))
         if ssim:
             ssims.append(_ssim(img, out))
-        face_det = [r for r in regions if r.det is not None]
-        det_boxes = np.array([r.det for r in face_det], np.float64).reshape(-1, 4)
-        det_scores = np.array([r.score or 0.0 for r in face_det], np.float64)
         gts = np.array([f.box for f in s.faces], np.float64).reshape(-1, 4)
+        keeps = {
+            st: np.array([st in f.settings and not f.invalid for f in s.faces], bool)
+            for st in SETTINGS
+        }
         for st in SETTINGS:
-            keep = np.array([st in f.settings and not f.invalid for f in s.faces], bool)
-            ap_in[st].append((det_boxes, det_scores, gts, keep))
-        for name, fn in PERTURBATIONS.items() if perturb else ():
-            pimg = fn(img)
-            pm = region_mask(masker.regions(detector.detect(pimg, still=True), w, h), w, h)
+            ap_in[st].append((*_ap_dets(regions), gts, keeps[st]))
+        for name, fn in chosen.items() if perturb else ():
+            pregions = masker.regions(detector.detect(fn(img), still=True), w, h)
+            pm = region_mask(pregions, w, h)
             for f in valid:
                 ptally[name].add(_keys(f.box[3], f.settings), covered_fraction(pm, f.box) >= 0.7)
+            for st in SETTINGS:
+                pap[name][st].append((*_ap_dets(pregions), gts, keeps[st]))
         if progress:
             progress(i + 1, len(samples))
     result: dict[str, Any] = {
@@ -147,6 +162,7 @@ def evaluate(
                 "recall_16+": t.recall("16+"),
                 "drop": (tally.recall("all") or 0) - (t.recall("all") or 0),
                 "drop_16+": (tally.recall("16+") or 0) - (t.recall("16+") or 0),
+                "ap": {st: average_precision(pap[name][st]) for st in SETTINGS},
             }
             for name, t in ptally.items()
         }

@@ -126,7 +126,7 @@ class Pipeline:
         self._privacy = self.state.switches.privacy
         self._recording_on = self.state.switches.recording
         self.gate = Gate(cfg.gate, wall_clock=not fast)
-        self.tracker = Tracker(cfg.track)
+        self.tracker = Tracker(cfg.track, bridge_s=cfg.gate.deadline_ms / 1000.0)
         self._events = _Events(cfg.camera.name)
         self._cond = threading.Condition()
         self._pending: deque[Frame] = deque()
@@ -213,6 +213,7 @@ class Pipeline:
             return
         old = self.cfg
         self.tracker.cfg = cfg.track
+        self.tracker.bridge_s = cfg.gate.deadline_ms / 1000.0
         self.gate.cfg = cfg.gate
         self.gate.deadline_s = cfg.gate.deadline_ms / 1000.0
         if cfg.mask != old.mask:

@@ -153,3 +153,12 @@ def test_non_utf8_and_deep_nesting_are_clear_errors(tmp_path: Path, command: str
         args = [command, str(cfg)] if command == "check-config" else [command, "--config", str(cfg)]
         err = refused(veilcam(*args), code)
         assert f"{cfg}{expect}" in err, err
+
+
+def test_mask_with_set_overrides_reads_the_file_through_the_same_bounds(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(ZONE + "mask:\n  style: mosaic\n")
+    out = ["-o", str(tmp_path / "out"), str(tmp_path / "x.jpg")]
+    p = veilcam("mask", "--config", str(cfg), "--set", "mask.margin=1.5", *out)
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert f"{cfg}:5: mask: duplicate key (first at line 1)" in p.stderr, p.stderr

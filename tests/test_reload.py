@@ -68,6 +68,9 @@ def test_a_reload_that_cannot_load_or_apply_keeps_the_running_config(
         reload(good + "mask:\n  color: [300, -5, 0]\n", "config rejected")
         # valid, but the new recording directory cannot be made: apply fails, old one stays
         reload(good.replace(str(rec), str(blocker / "rec")), "config not applied")
+        # a new camera name restarts the pipeline; its directory cannot be made either
+        (rec / "hup2").write_text("in the way\n")
+        reload(good.replace("name: hup", "name: hup2"), "new pipeline did not start")
     finally:
         p.send_signal(signal.SIGTERM)
         code = p.wait(60)
@@ -79,7 +82,7 @@ def test_a_reload_that_cannot_load_or_apply_keeps_the_running_config(
     assert "config not applied, keeping the running one error=[Errno 20] Not a directory" in text
     assert "config reloaded" not in text
     files = segments(rec)
-    assert len(files) >= 7
+    assert len(files) >= 9
     assert all(probe(f)[1] == "" for f in files)
 
 

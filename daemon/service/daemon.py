@@ -330,7 +330,7 @@ class Service:
     def _restart(self, new: Config, changed: list[str]) -> bool:
         """Apply ``new``: in place when only live sections changed, else swap in a new pipeline.
 
-        False (the old pipeline kept) if the new one cannot be built.
+        False (the old config kept running) if the new pipeline cannot be built or started.
         """
         if set(changed) & set(PIPELINE_SECTIONS) <= self.pipeline.LIVE_SECTIONS:
             try:
@@ -355,7 +355,16 @@ class Service:
             log.error("new pipeline rejected, keeping the running one", extra=fields(error=exc))
             return False
         self.pipeline.stop()
+        try:
+            nxt.start()  # the recorder (its directory) first: nothing else runs if that fails
+        except Exception as exc:
+            log.error(
+                "new pipeline did not start, going back to the running config",
+                extra=fields(error=exc),
+            )
+            self.pipeline = self._build_pipeline(self.cfg, self._detector)
+            self.pipeline.start()
+            return False
         self.pipeline = nxt
         self._detector = detector
-        nxt.start()
         return True

@@ -215,6 +215,7 @@ class Pipeline:
             while self._applied is None and not self.done.is_set():
                 if self._new_cfg is cfg and time.monotonic() >= end:
                     self._new_cfg = None  # not taken: withdraw it
+                    log.error("config not applied in time, keeping the running one")
                     return False
                 self._cond.wait(0.2)
             return bool(self._applied)

@@ -56,7 +56,7 @@ from daemon.netpolicy import Peer, render_dropin, render_paths_dropin
 peers = [Peer("mqtt", "192.0.2.10", 1883, (ip_address("192.0.2.10"),)),
          Peer("camera", "192.0.2.20", 554, (ip_address("192.0.2.20"),))]
 Path(sys.argv[1]).write_text(render_dropin(peers))
-usb = Path("/mnt/usb/recordings")  # recordings on a USB disk
+usb = Path("/mnt/usb disk/rec \"1\" 100%")  # recordings on a USB disk (quoted in the drop-in)
 rec = SimpleNamespace(path=usb, resolved_state_file=lambda: usb.parent / "state.json")
 Path(sys.argv[1]).with_name("50-paths.conf").write_text(render_paths_dropin(SimpleNamespace(recording=rec)))
 EOF

@@ -21,6 +21,7 @@ from daemon.mqtt.config import MQTTConfig
 from daemon.record.config import RecordingConfig
 from daemon.schema import StrictModel
 from daemon.track.config import TrackConfig
+from daemon.yamlload import YAMLProblem, load_yaml, read_text
 
 DEFAULT_PATH = Path("/etc/veilcam/config.yaml")
 
@@ -73,13 +74,9 @@ def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int:
 def parse(text: str, source: str = "<config>") -> Config:
     """Parse and validate config text; ``source`` is the file name used in messages."""
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(source, [f"{source}:{line}: (yaml): {problem}"]) from None
+        data, node = load_yaml(text)
+    except YAMLProblem as exc:
+        raise ConfigError(source, [f"{source}:{exc.line}: {exc.field}: {exc.message}"]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -100,6 +97,8 @@ def parse(text: str, source: str = "<config>") -> Config:
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
+            elif err["type"] == "value_error":
+                msg = msg.removeprefix("Value error, ")
             problems.append(f"{source}:{_line_for(loc, lines)}: {field}: {msg}")
         raise ConfigError(source, problems) from None
 
@@ -108,7 +107,9 @@ def load(path: str | Path) -> Config:
     """Read and validate a config file. Raises ConfigError naming file, line and field."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_text(p)
     except OSError as exc:
         raise ConfigError(str(p), [f"{p}:0: (file): {exc.strerror or exc}"]) from None
+    except YAMLProblem as exc:
+        raise ConfigError(str(p), [f"{p}:{exc.line}: {exc.field}: {exc.message}"]) from None
     return parse(text, str(p))

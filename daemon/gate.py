@@ -35,7 +35,10 @@ class GateConfig(StrictModel):
         "obscure", description="a frame without a fresh detection result is blanked, or dropped"
     )
     deadline_ms: float = Field(
-        500.0, gt=0, description="longest a frame may wait for, or be away from, its detection"
+        500.0,
+        gt=0,
+        le=10_000,
+        description="longest a frame may wait for, or be away from, its detection",
     )
     queue_frames: int = Field(
         10,

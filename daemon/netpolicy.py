@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from daemon.schema import check_text
+
 if TYPE_CHECKING:  # the renderers need no config model (the CI unit check uses them bare)
     from daemon.config import Config
 
@@ -229,8 +231,25 @@ def render_paths_dropin(cfg: Config) -> str:
         "# Written by `veilcam check-config --apply-network` from /etc/veilcam/config.yaml.",
         "[Service]",
     ]
-    lines += [f"ReadWritePaths=-{p}" for p in outside] or [f"# recordings are under {DATA_DIR}"]
+    lines += [f"ReadWritePaths={systemd_quote(f'-{p}')}" for p in outside] or [
+        f"# recordings are under {DATA_DIR}"
+    ]
     return "\n".join(lines) + "\n"
+
+
+def systemd_quote(word: str) -> str:
+    """One word of a unit file setting: double-quoted, so that spaces stay in the path.
+
+    Inside quotes systemd takes ``\\`` and ``\"`` for one character each, and ``%%`` for a
+    ``%`` (specifiers are expanded in paths). A control character cannot be quoted safely on one
+    line, so it is refused (the config loader already rejects it, with file, line and field).
+    """
+    try:
+        check_text(word)
+    except ValueError as exc:
+        raise NetPolicyError(f"{word!r}: {exc}") from None
+    escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{escaped}"'
 
 
 def _elements(items: Sequence[str]) -> str:
@@ -319,6 +338,10 @@ def apply(
     Everything is computed (and the ruleset checked by nft) before anything is written, so a
     name that does not resolve leaves the old policy in place.
     """
+    try:
+        check_text(source)  # it is written into a comment of the ruleset
+    except ValueError as exc:
+        raise NetPolicyError(f"config file name: {exc}") from None
     peers = resolve(wanted_peers(cfg), resolver)
     dropin = render_dropin(peers, read_nameservers(root / RESOLV_CONF))
     ruleset = render_ruleset(

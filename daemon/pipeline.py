@@ -34,6 +34,7 @@ from daemon.events import STATS_PERIOD_S, PipelineListener
 from daemon.frames import Frame, MaskedFrame
 from daemon.gate import DetectionResult, Gate
 from daemon.logs import fields
+from daemon.mask.check import checked_masker
 from daemon.mask.masker import grow
 from daemon.record.recorder import Recorder
 from daemon.regions import Detection, Region
@@ -126,7 +127,7 @@ class Pipeline:
         self._privacy = self.state.switches.privacy
         self._recording_on = self.state.switches.recording
         self.gate = Gate(cfg.gate, wall_clock=not fast)
-        self.tracker = Tracker(cfg.track)
+        self.tracker = Tracker(cfg.track, bridge_s=cfg.gate.deadline_ms / 1000.0)
         self._events = _Events(cfg.camera.name)
         self._cond = threading.Condition()
         self._pending: deque[Frame] = deque()
@@ -134,6 +135,7 @@ class Pipeline:
         self._new_results: list[DetectionResult] = []
         self._stopping = False
         self._new_cfg: Config | None = None
+        self._applied: bool | None = None  # the output thread's answer to apply()
         self._stop_detect = False
         self._detecting = False  # the detector holds a frame right now
         self._capture_held = False  # a file source waits for room (--fast back-pressure)
@@ -194,56 +196,87 @@ class Pipeline:
 
     LIVE_SECTIONS = frozenset({"track", "mask", "gate", "recording"})
 
-    def apply(self, cfg: Config) -> None:
+    def apply(self, cfg: Config, timeout: float = 15.0) -> bool:
         """Take a new config whose changes are all in :data:`LIVE_SECTIONS`, without a restart.
 
         Tracker, gate and masker settings switch at the next frame; a changed ``recording``
         section finishes the current segment and continues with a new recorder. The output
-        thread does the swap, so no frame goes to a half-replaced stage.
+        thread does the swap, so no frame goes to a half-replaced stage. A new mask config is
+        tried on a test frame here first. Returns False, with the running config kept, when
+        the new one cannot be installed (or the output thread does not take it in ``timeout``).
         """
+        if cfg.mask != self.cfg.mask:
+            checked_masker(cfg.mask)  # raises: the caller keeps the running config
         with self._cond:
             self._new_cfg = cfg
+            self._applied = None
             self._cond.notify_all()
+            end = time.monotonic() + timeout
+            while self._applied is None and not self.done.is_set():
+                if self._new_cfg is cfg and time.monotonic() >= end:
+                    self._new_cfg = None  # not taken: withdraw it
+                    log.error("config not applied in time, keeping the running one")
+                    return False
+                self._cond.wait(0.2)
+            return bool(self._applied)
 
     def _swap_config(self) -> None:
-        """Output thread: install a config handed over by :meth:`apply`."""
+        """Output thread: install a config handed over by :meth:`apply`, or keep the old one."""
         with self._cond:
             cfg, self._new_cfg = self._new_cfg, None
         if cfg is None:
             return
+        try:
+            self._install(cfg)
+            ok = True
+            log.info("config applied without restart")
+        except Exception as exc:
+            log.error("config not applied, keeping the running one", extra=fields(error=exc))
+            ok = False
+        with self._cond:
+            self._applied = ok
+            self._cond.notify_all()
+
+    def _install(self, cfg: Config) -> None:
+        """Build what the new config needs first; change nothing running if that fails."""
         old = self.cfg
+        masker = self.masker
+        if cfg.mask != old.mask:
+            masker = checked_masker(cfg.mask)
+        if cfg.recording != old.recording:
+            self._swap_recorder(cfg, old)
         self.tracker.cfg = cfg.track
+        self.tracker.bridge_s = cfg.gate.deadline_ms / 1000.0
         self.gate.cfg = cfg.gate
         self.gate.deadline_s = cfg.gate.deadline_ms / 1000.0
-        if cfg.mask != old.mask:
-            from daemon.mask.masker import Masker
-
-            self.masker = Masker(cfg.mask)
+        self.masker = masker
         self.cfg = cfg
-        if cfg.recording != old.recording:
-            rec, self.recorder = self.recorder, None
-            if rec is not None:
-                rec.stop()
-            if cfg.recording.enabled:
-                self.recorder = Recorder(
-                    cfg.recording, cfg.camera.name, self.source_fps(), on_written=self._written
-                )
-                self.recorder.enabled = self._recording_on
-                self.recorder.start()
-                if self._events.current is not None:
-                    self.recorder.set_event(True)
-        log.info("config applied without restart")
+
+    def _swap_recorder(self, cfg: Config, old: Config) -> None:
+        """Finish the segment and go on with ``cfg``'s recorder; back to ``old``'s if it fails."""
+        rec, self.recorder = self.recorder, None
+        if rec is not None:
+            rec.stop()
+        try:
+            self.recorder = self._new_recorder(cfg)
+        except Exception:
+            self.recorder = self._new_recorder(old)
+            raise
+
+    def _new_recorder(self, cfg: Config) -> Recorder | None:
+        if not cfg.recording.enabled:
+            return None
+        rec = Recorder(cfg.recording, cfg.camera.name, self.source_fps(), on_written=self._written)
+        rec.enabled = self._recording_on
+        rec.start()
+        if self._events.current is not None:
+            rec.set_event(True)
+        return rec
 
     # -- life cycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        fps = self.source_fps()
-        if self.cfg.recording.enabled:
-            self.recorder = Recorder(
-                self.cfg.recording, self.cfg.camera.name, fps, on_written=self._written
-            )
-            self.recorder.enabled = self._recording_on
-            self.recorder.start()
+        self.recorder = self._new_recorder(self.cfg)
         self._detect_thread.start()
         self._output_thread.start()
         self.capture.start()
@@ -396,10 +429,8 @@ class Pipeline:
                 extra=fields(detector_ms=round(ms), deadline_ms=self.cfg.gate.deadline_ms),
             )
 
-    def _fail(self, why: str) -> None:
-        log.critical(
-            "stopping: nothing is recorded without a working detector", extra=fields(error=why)
-        )
+    def _fail(self, why: str, what: str = "nothing is recorded without a working detector") -> None:
+        log.critical(f"stopping: {what}", extra=fields(error=why))
         with self._cond:
             self.fatal = why
             self._pending.clear()
@@ -420,6 +451,8 @@ class Pipeline:
                 if self.fatal:
                     self._pending.clear()
                     return None
+                if self._new_cfg is not None:
+                    return False  # the output loop installs it before the next frame
                 if not self._pending:
                     if self.capture.ended.is_set() or self._stopping:
                         return None
@@ -462,9 +495,10 @@ class Pipeline:
                 self._emit(frame, verdict, reason)
                 del frame
                 self._maybe_stats()
-        except Exception:
+        except Exception as exc:
             log.exception("output thread failed")
-            self._fail("output thread failed")
+            # not the detector's fault: say what failed (e.g. the masker on this frame)
+            self._fail(f"output failed: {type(exc).__name__}: {exc}", "the output stage failed")
         finally:
             if self._events.current is not None:
                 ev = self._events.step(0, [], time.time())

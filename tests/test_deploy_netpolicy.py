@@ -97,8 +97,8 @@ def test_recordings_outside_the_data_dir_are_made_writable(tmp_path: Path) -> No
     res = netpolicy.apply(cfg, tmp_path, touch_system=False)
     lines = res.paths_dropin.read_text().splitlines()
     assert [ln for ln in lines if ln.startswith("ReadWritePaths=")] == [
-        "ReadWritePaths=-/mnt/usb/veilcam/recordings",
-        "ReadWritePaths=-/mnt/usb/veilcam",  # the privacy/recording switches' state file
+        'ReadWritePaths="-/mnt/usb/veilcam/recordings"',
+        'ReadWritePaths="-/mnt/usb/veilcam"',  # the privacy/recording switches' state file
     ]
 
 

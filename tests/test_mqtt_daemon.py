@@ -48,7 +48,8 @@ def write_config(tmp: Path, broker: Broker, clip: Path, *, loop: bool, mqtt: str
         f"recording:\n  path: {tmp / 'rec'}\n  segment_s: 2\n  keyframe_s: 0.5\n"
         "  min_free_percent: 0\n"
         f"mqtt:\n  port: {broker.port}\n  retry_initial_s: 0.1\n  retry_max_s: 1\n"
-        "  snapshot_interval_s: 0\n" + mqtt
+        + ("" if "snapshot_interval_s" in mqtt else "  snapshot_interval_s: 0\n")
+        + mqtt
     )
     return cfg
 

@@ -261,10 +261,12 @@ def test_events_mode_records_around_the_face_only(tmp_path: Path, square_clip: P
     cfg = make_cfg(
         tmp_path,
         track={"hold_s": 0.2},
+        gate={"deadline_ms": 200, "queue_frames": 5},
         recording={"mode": "events", "pre_roll_s": 0.2, "post_roll_s": 0.0},
     )
     # the square is visible from frame 17 to the end (59). It is first detected on a frame
-    # at or after 17; the tracker masks it back to hold_s (5 frames) before that, so the event
+    # at or after 17; the tracker masks it back to hold_s (5 frames) before that (its hold is
+    # never below the deadline nor the gap between detections: both 0.2 s here), so the event
     # starts between frame 12 and 17, and the recording 0.2 s (5 frames) of pre-roll earlier.
     run_pipeline(cfg, square_clip, SquareDetector(0.0))
     files = segments(tmp_path / "rec")

@@ -13,11 +13,17 @@ class CameraConfig(StrictModel):
         "auto",
         description="auto | picamera2 | /dev/videoN | rtsp://… | http(s)://… | a video file",
     )
-    width: int | None = Field(None, gt=0, description="requested capture width (picamera2/V4L2)")
-    height: int | None = Field(None, gt=0)
-    fps: float | None = Field(None, gt=0, description="requested capture rate (picamera2/V4L2)")
+    width: int | None = Field(
+        None, gt=0, le=16384, description="requested capture width (picamera2/V4L2)"
+    )
+    height: int | None = Field(None, gt=0, le=16384)
+    fps: float | None = Field(
+        None, gt=0, le=240, description="requested capture rate (picamera2/V4L2)"
+    )
     loop: bool = Field(True, description="file sources: start again at the end")
     realtime: bool = Field(True, description="file sources: play at the file's own frame rate")
-    open_timeout_s: float = Field(10.0, gt=0, description="network sources: connect/read timeout")
-    retry_initial_s: float = Field(1.0, gt=0, description="first wait after a lost source")
-    retry_max_s: float = Field(30.0, gt=0, description="longest wait between retries")
+    open_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="network sources: connect/read timeout"
+    )
+    retry_initial_s: float = Field(1.0, gt=0, le=3600, description="first wait after a lost source")
+    retry_max_s: float = Field(30.0, gt=0, le=3600, description="longest wait between retries")

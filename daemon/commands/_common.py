@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from daemon.config import Config, ConfigError, load, parse
+from daemon.yamlload import YAMLProblem, load_yaml, read_text
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config.yaml"
 
@@ -29,15 +30,20 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> Config 
     try:
         if not overrides:
             return load(path) if path else Config()
-        text = Path(path).read_text(encoding="utf-8") if path else ""
-        doc = yaml.safe_load(text) or {}
+        source = path or "--set"
+        text = read_text(Path(path)) if path else ""  # bounded as for every config
+        doc = load_yaml(text)[0] or {}
         for item in overrides:
             key, sep, raw = item.partition("=")
             if not sep:
                 print(f"--set {item}: expected KEY=VALUE", file=sys.stderr)
                 return None
-            _set(doc, key.strip(), yaml.safe_load(raw))
+            source = f"--set {item}"
+            _set(doc, key.strip(), load_yaml(raw)[0])
         return parse(yaml.safe_dump(doc), f"{path or '<defaults>'} + --set")
+    except YAMLProblem as exc:
+        print(f"{source}:{exc.line}: {exc.field}: {exc.message}", file=sys.stderr)
+        return None
     except (ConfigError, OSError, yaml.YAMLError) as exc:
         problems = getattr(exc, "problems", [str(exc)])
         for line in problems:

@@ -55,6 +55,7 @@ class RegionsWriter:
         if frame.obscured:
             rec["obscured"] = True  # as veilcam mask writes; frame.reason says why
         self.out.write(json.dumps(rec) + "\n")
+        self.out.flush()  # a reader (tail -f, a test) sees each frame once it is recorded
 
 
 def attach_listeners(service: Service, cfg: Config) -> Callable[[], None]:

@@ -6,11 +6,14 @@ backend adds its module in ``daemon/detect/`` and its config model here; nothing
 """
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from daemon.schema import StrictModel
+
+TileScale = Annotated[float, Field(ge=0.1, le=3.0)]
+Side = Annotated[int, Field(ge=32, le=4096)]  # the validator narrows it to 128 – 2048
 
 
 class CenterFaceConfig(StrictModel):
@@ -19,7 +22,7 @@ class CenterFaceConfig(StrictModel):
     model: str = Field("centerface_640x352", description="model id in models/manifest.yaml")
     score_threshold: float = Field(0.09, gt=0, lt=1, description="heatmap score to keep a face")
     nms_iou: float = Field(0.4, gt=0, le=1, description="overlap above which the weaker box goes")
-    input_size: tuple[int, int] | None = Field(
+    input_size: tuple[Side, Side] | None = Field(
         (544, 416),
         description="run the model at this width, height (multiples of 32) instead of the size "
         "it was converted at (null); CenterFace is fully convolutional",
@@ -55,18 +58,21 @@ class ScheduleConfig(StrictModel):
     whole_frame_flip: bool = Field(
         False, description="also run the whole-frame pass mirrored (one more model run)"
     )
-    tile_scales: list[float] = Field(
+    tile_scales: list[TileScale] = Field(
         default_factory=lambda: [1.0],
+        max_length=8,
         description="tile passes: frame resized by each factor, then cut into model-size tiles",
     )
-    still_tile_scales: list[float] | None = Field(
+    still_tile_scales: list[TileScale] | None = Field(
         default_factory=lambda: [1.5],
+        max_length=8,
         description="tile scales for single images (veilcam mask on photos, veilcam eval); "
         "null: the same as tile_scales",
     )
     still_max_side: int = Field(
         2048,
         ge=0,
+        le=100_000,
         description="single images with a longer side above this are planned like video frames "
         "(0: no limit)",
     )
@@ -74,6 +80,7 @@ class ScheduleConfig(StrictModel):
     tile_min_side: int = Field(
         0,
         ge=0,
+        le=100_000,
         description="skip a tile pass when the frame's shorter side is at most this (0: never)",
     )
     tile_gate: float = Field(
@@ -92,6 +99,7 @@ class ScheduleConfig(StrictModel):
     tile_gate_max_px: float = Field(
         64.0,
         ge=0,
+        le=10_000,
         description="a whole-frame candidate at least this tall (whole-frame model px) is left "
         "to the whole-frame pass and opens no tile (0: any candidate opens its tile)",
     )

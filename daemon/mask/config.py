@@ -1,19 +1,25 @@
 """Config of the ``mask`` section: how faces and privacy zones are hidden."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
 from daemon.schema import StrictModel
 
+MAX_COORD = 100_000  # px: far beyond any camera; larger values overflowed OpenCV on frame 1
+Coord = Annotated[int, Field(ge=0, le=MAX_COORD)]
+Channel = Annotated[int, Field(ge=0, le=255)]
+
 
 class ZoneConfig(StrictModel):
-    name: str = "zone"
-    points: list[tuple[int, int]] = Field(description="polygon corners in frame pixels")
+    name: str = Field("zone", max_length=64)
+    points: list[tuple[Coord, Coord]] = Field(
+        max_length=1000, description="polygon corners in frame pixels, 0 to 100000"
+    )
 
     @field_validator("points")
     @classmethod
-    def _polygon(cls, v: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    def _polygon(cls, v: list[tuple[Coord, Coord]]) -> list[tuple[Coord, Coord]]:
         if len(v) < 3:
             raise ValueError("a zone needs at least 3 points")
         return v
@@ -23,7 +29,9 @@ class MaskConfig(StrictModel):
     style: Literal["blur", "mosaic", "fill"] = "blur"
     shape: Literal["ellipse", "box"] = "ellipse"
     margin: float = Field(1.35, ge=1.0, le=3.0, description="box grown by this factor, centred")
-    color: tuple[int, int, int] = Field((0, 0, 0), description="fill colour, B G R")
+    color: tuple[Channel, Channel, Channel] = Field(
+        (0, 0, 0), description="fill colour, B G R, 0 to 255 each"
+    )
     blur_cells: int = Field(
         4,
         ge=2,
@@ -46,4 +54,4 @@ class MaskConfig(StrictModel):
     zone_style: Literal["fill", "blur", "mosaic"] = Field(
         "fill", description="how privacy zones are hidden"
     )
-    zones: list[ZoneConfig] = Field(default_factory=list)
+    zones: list[ZoneConfig] = Field(default_factory=list, max_length=64)

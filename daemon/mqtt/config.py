@@ -42,10 +42,14 @@ class MQTTConfig(StrictModel):
     retry_initial_s: float = Field(1.0, gt=0, le=60, description="first reconnect wait")
     retry_max_s: float = Field(60.0, gt=0, le=3600, description="longest reconnect wait")
     queue_size: int = Field(1000, ge=1, le=100_000, description="events kept while disconnected")
-    snapshot_interval_s: float = Field(30.0, ge=0, description="0 = only on events/requests")
+    snapshot_interval_s: float = Field(
+        30.0, ge=0, le=86_400, description="0 = only on events/requests"
+    )
     snapshot_on_events: bool = Field(True, description="a snapshot on each face event")
     snapshot_quality: int = Field(80, ge=10, le=100, description="JPEG quality")
-    snapshot_max_width: int = Field(1280, ge=0, description="downscale wider frames; 0 = never")
+    snapshot_max_width: int = Field(
+        1280, ge=0, le=16384, description="downscale wider frames; 0 = never"
+    )
 
     @model_validator(mode="after")
     def _checks(self) -> "MQTTConfig":

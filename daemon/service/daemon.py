@@ -32,6 +32,7 @@ from daemon.config import Config, ConfigError, load
 from daemon.events import PipelineListener
 from daemon.frames import MaskedFrame
 from daemon.logs import fields, redact
+from daemon.mask.check import checked_masker
 from daemon.service.notify import Notifier, StatusListener
 from daemon.state import StateStore
 
@@ -262,7 +263,7 @@ class Service:
             if p.done.is_set():
                 if p.fatal:
                     log.critical("stopped", extra=fields(reason=p.fatal))
-                    code = EXIT_MODEL if "model" in p.fatal else EXIT_RUNTIME
+                    code = EXIT_MODEL if p.fatal.startswith("detector model") else EXIT_RUNTIME
                 elif p.capture.error:
                     log.error("source failed", extra=fields(error=p.capture.error))
                     code = EXIT_RUNTIME
@@ -293,41 +294,51 @@ class Service:
             return
         self.notifier.reloading()
         try:
-            try:
-                new = load(self.config_path)
-            except ConfigError as exc:
-                for problem in exc.problems:
-                    log.error(
-                        "config rejected, keeping the running one", extra=fields(problem=problem)
-                    )
-                return
-            old = self.cfg
-            changed = [s for s in Config.model_fields if getattr(new, s) != getattr(old, s)]
-            if not changed:
-                log.info("config unchanged")
-                return
-            if "logging" in changed:
-                logs.setup(new.logging.level)
-            for hook in self.reload_hooks:
-                try:
-                    hook(new)
-                except Exception:
-                    log.exception("reload hook failed")
-            if any(s in PIPELINE_SECTIONS for s in changed) and not self._restart(new, changed):
-                return
-            self.cfg = new
-            log.info("config reloaded", extra=fields(changed=",".join(changed)))
+            self._reload_from_file()
+        except Exception as exc:  # whatever went wrong, the running config stays
+            log.exception("reload failed, keeping the running config", extra=fields(error=exc))
         finally:
             self.notifier.reloaded()
+
+    def _reload_from_file(self) -> None:
+        """Load, then apply: the pipeline first, so that hooks and logging change only if the
+        pipeline took the new config (a failed apply leaves everything on the old one)."""
+        assert self.config_path is not None
+        try:
+            new = load(self.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("config rejected, keeping the running one", extra=fields(problem=problem))
+            return
+        old = self.cfg
+        changed = [s for s in Config.model_fields if getattr(new, s) != getattr(old, s)]
+        if not changed:
+            log.info("config unchanged")
+            return
+        if any(s in PIPELINE_SECTIONS for s in changed) and not self._restart(new, changed):
+            return
+        if "logging" in changed:
+            logs.setup(new.logging.level)
+        for hook in self.reload_hooks:
+            try:
+                hook(new)
+            except Exception:
+                log.exception("reload hook failed")
+        self.cfg = new
+        log.info("config reloaded", extra=fields(changed=",".join(changed)))
 
     def _restart(self, new: Config, changed: list[str]) -> bool:
         """Apply ``new``: in place when only live sections changed, else swap in a new pipeline.
 
-        False (the old pipeline kept) if the new one cannot be built.
+        False (the old config kept running) if the new pipeline cannot be built or started.
         """
         if set(changed) & set(PIPELINE_SECTIONS) <= self.pipeline.LIVE_SECTIONS:
-            self.pipeline.apply(new)
-            return True
+            try:
+                applied = self.pipeline.apply(new)
+            except Exception as exc:
+                applied = False
+                log.error("config not applied, keeping the running one", extra=fields(error=exc))
+            return bool(applied)
         detector = self._detector
         if "detect" in changed:
             try:
@@ -338,12 +349,22 @@ class Service:
                 )
                 return False
         try:
+            checked_masker(new.mask)
             nxt = self._build_pipeline(new, detector)
-        except StartError as exc:
+        except Exception as exc:  # StartError, or a masker that cannot mask a test frame
             log.error("new pipeline rejected, keeping the running one", extra=fields(error=exc))
             return False
         self.pipeline.stop()
+        try:
+            nxt.start()  # the recorder (its directory) first: nothing else runs if that fails
+        except Exception as exc:
+            log.error(
+                "new pipeline did not start, going back to the running config",
+                extra=fields(error=exc),
+            )
+            self.pipeline = self._build_pipeline(self.cfg, self._detector)
+            self.pipeline.start()
+            return False
         self.pipeline = nxt
         self._detector = detector
-        nxt.start()
         return True

@@ -8,8 +8,15 @@ them is in, so for a frame between two detections the tracker knows where each f
   half the displacement between the two observations (covers non-linear motion);
 * after the last observation (face lost, or detector missed it): the last box and the box
   extrapolated with the face's speed, joined, grown by ``lost_growth_per_s`` per second unseen
-  and by ``motion_growth`` times the distance it may have moved, for ``hold_s`` seconds;
+  and by ``motion_growth`` times the distance it may have moved, for :meth:`Tracker.hold`;
 * before the first observation (a face first seen at a later frame): the same, backwards.
+
+:meth:`Tracker.hold` is ``hold_s`` but never less than the gate deadline (``bridge_s``: a frame
+is masked with a detection at most that much later, so a face first seen there is covered back
+to it) nor than the longest recent gap between two detection results (capped at
+``MAX_BRIDGE_S``): a track seen in one result is still matchable in the next, and its mask
+reaches the next result, so two detections of a face are always bridged whatever ``hold_s``
+is (rule 3: no config value may open a gap).
 
 Speeds come from three observations and are clamped to ``MAX_SPEED`` face sizes per second;
 travel and growth for motion are each capped at ``MAX_GROWTH`` face sizes, so mismatched
@@ -21,6 +28,7 @@ before N that were held back.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +41,8 @@ UNKNOWN_MAX_GROWTH = 1.5  # ... but it grows by at most this many face sizes on 
 MAX_SPEED = 5.0  # face sizes per second: faster estimates come from mismatched detections
 MAX_GROWTH = 2.0  # face sizes per side a mask grows for motion, at most
 MAX_SPEED_GAP_S = 1.0  # observations further apart than this do not give a speed
+MAX_BRIDGE_S = 10.0  # a gap between detection results widens the hold by at most this
+RECENT_GAPS = 8  # the hold covers the longest of this many recent gaps between results
 
 
 @dataclass(slots=True)
@@ -105,11 +115,23 @@ class Tracker:
     and :meth:`prune` with the newest emitted frame.
     """
 
-    def __init__(self, cfg: TrackConfig) -> None:
+    def __init__(self, cfg: TrackConfig, bridge_s: float = 0.0) -> None:
         self.cfg = cfg
+        self.bridge_s = bridge_s  # the gate deadline: the hold never goes below it
         self.tracks: list[Track] = []
         self._next_id = 1
         self._last_update_index = -1
+        self._last_update_pts: float | None = None
+        self._gaps: deque[float] = deque(maxlen=RECENT_GAPS)
+
+    def hold(self) -> float:
+        """How long a track stays matchable and masked past its first/last observation.
+
+        ``hold_s``, the gate deadline or the longest recent gap between detection results,
+        whichever is longest, so that a small ``hold_s`` cannot leave the frames between two
+        detections of a face (or those held before a face's first detection) unmasked.
+        """
+        return max(self.cfg.hold_s, self.bridge_s, max(self._gaps, default=0.0))
 
     def _predict(self, t: Track, pts: float) -> Box:
         """Where a track may be at ``pts`` after its last observation (for matching)."""
@@ -142,7 +164,11 @@ class Tracker:
         if index <= self._last_update_index:
             return
         self._last_update_index = index
-        live = [t for t in self.tracks if pts - t.last.pts <= self.cfg.hold_s]
+        if self._last_update_pts is not None and pts > self._last_update_pts:
+            self._gaps.append(min(MAX_BRIDGE_S, pts - self._last_update_pts))
+        self._last_update_pts = pts
+        hold = self.hold()
+        live = [t for t in self.tracks if pts - t.last.pts <= hold]
         pairs = self._pairs(live, pts, detections)
         pairs.sort(reverse=True)
         used_t: set[int] = set()
@@ -195,7 +221,7 @@ class Tracker:
     def boxes_at(self, index: int, pts: float) -> list[TrackedBox]:
         """Every box to mask in frame ``index`` (shown at ``pts``)."""
         out: list[TrackedBox] = []
-        hold = self.cfg.hold_s
+        hold = self.hold()
         for t in self.tracks:
             before = after = None
             for o in t.obs:
@@ -232,8 +258,9 @@ class Tracker:
     def prune(self, emitted_index: int, emitted_pts: float) -> None:
         """Forget what no frame after ``emitted_index`` can need any more."""
         keep: list[Track] = []
+        hold = self.hold()
         for t in self.tracks:
-            if emitted_pts - t.last.pts > self.cfg.hold_s:
+            if emitted_pts - t.last.pts > hold:
                 continue
             # keep the last observation at or before the emitted frame and one more for speed
             k = 0

@@ -79,10 +79,9 @@ def run(args: argparse.Namespace) -> int:
     from daemon.commands._common import load_config
     from daemon.detect import ModelError, build_detector
     from daemon.evaluate.dataset import DatasetError
+    from daemon.evaluate.perturb import PERTURBATIONS
     from daemon.evaluate.run import evaluate
     from daemon.mask.masker import Masker
-
-    from daemon.evaluate.perturb import PERTURBATIONS
 
     unknown = sorted(set(args.perturb.split(",")) - set(PERTURBATIONS)) if args.perturb else []
     if unknown:

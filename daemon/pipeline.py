@@ -201,12 +201,10 @@ class Pipeline:
 
         Tracker, gate and masker settings switch at the next frame; a changed ``recording``
         section finishes the current segment and continues with a new recorder. The output
-        thread does the swap, so no frame goes to a half-replaced stage. A new mask config is
-        tried on a test frame here first. Returns False, with the running config kept, when
+        thread does the swap (a new mask config is first tried on a test frame there), so no
+        frame goes to a half-replaced stage. Returns False, with the running config kept, when
         the new one cannot be installed (or the output thread does not take it in ``timeout``).
         """
-        if cfg.mask != self.cfg.mask:
-            checked_masker(cfg.mask)  # raises: the caller keeps the running config
         with self._cond:
             self._new_cfg = cfg
             self._applied = None

@@ -7,8 +7,9 @@ Two groups, each with fixed parameters so that figures compare across runs and m
   and backlight. A photo at brightness −30 % is still a bright photo; these are what a camera
   records at night, indoors and against a window, and where an int8 detector loses faces.
 
-The same functions make the darkened copies of clips that ``bench/video_references.py`` and
-``veilcam eval video`` use, so a photo and a clip are degraded alike. Every random draw is seeded.
+``HOME_CAMERA`` holds factories (a fresh seeded generator per use) so that copies of clips can
+later be degraded exactly as the photos are. Everything happens in memory (the JPEG step is an
+encode/decode round trip); nothing is written. Every random draw is seeded.
 """
 
 from __future__ import annotations

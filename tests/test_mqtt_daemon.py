@@ -204,3 +204,63 @@ def test_the_daemon_records_everything_while_the_broker_is_down(
     assert lines(regions) == 77
     assert len(frames_of(segments(tmp_path / "rec"))) == 77
     assert "MQTT broker unreachable, retrying" in log.read_text()
+
+
+def test_nothing_but_black_leaves_once_privacy_is_on(
+    tmp_path: Path, broker: Broker, data_dir: Path
+) -> None:
+    """Issue 11.3: ``privacy/set ON`` then ``snapshot_now/set PRESS`` straight away used to send
+    the last pre-privacy frame after ``privacy/state ON`` in 4 of 6 tries. Six tries, with
+    event and interval snapshots running too: every snapshot after ON is black."""
+    clip = data_dir / "videos" / "intel_asl_gestures" / "again.mkv"
+    cfg = write_config(tmp_path, broker, clip, loop=True, mqtt="  snapshot_interval_s: 0.3\n")
+    w = Watcher(broker, (f"{BASE}/#",)).start()
+    p = start(cfg, tmp_path / "run.log")
+    try:
+        w.wait(lambda ms: last(w, "privacy/state") == b"OFF", 60, "privacy OFF")
+        for _ in range(6):
+            w.wait(lambda ms: _scene_shown(w), 60, "a snapshot of the (masked) scene")
+            w.publish(f"{BASE}/privacy/set", "ON")
+            w.publish(f"{BASE}/snapshot_now/set", "PRESS")
+            w.wait(lambda ms: last(w, "privacy/state") == b"ON", 30, "privacy ON")
+            w.wait(lambda ms: _answered(w), 30, "the press answered with the blank frame")
+            w.publish(f"{BASE}/privacy/set", "OFF")
+            w.wait(lambda ms: last(w, "privacy/state") == b"OFF", 30, "privacy OFF")
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(60)
+        w.stop()
+    private, after_on = False, []
+    for m in list(w.msgs):
+        if m.topic == f"{BASE}/privacy/state":
+            private = m.payload == b"ON"
+        elif m.topic == f"{BASE}/snapshot" and private:
+            after_on.append(_brightest(m.payload))
+    assert len(after_on) >= 6  # at least each press's answer
+    assert max(after_on) < 24, f"a snapshot showed the scene in privacy mode: {after_on}"
+
+
+def _brightest(jpeg: bytes) -> int:
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert img is not None
+    return int(img.max())
+
+
+def _scene_shown(w: Watcher) -> bool:
+    """The newest snapshot since the last privacy change shows the scene."""
+    snaps = _since_last_state(w)
+    return bool(snaps) and _brightest(snaps[-1]) >= 24
+
+
+def _answered(w: Watcher) -> bool:
+    return any(_brightest(s) < 24 for s in _since_last_state(w))
+
+
+def _since_last_state(w: Watcher) -> list[bytes]:
+    out: list[bytes] = []
+    for m in list(w.msgs):
+        if m.topic == f"{BASE}/privacy/state":
+            out = []
+        elif m.topic == f"{BASE}/snapshot":
+            out.append(m.payload)
+    return out

@@ -12,6 +12,11 @@ Snapshots (camera entity, ``<base>/snapshot``, retained JPEG):
 * on the "Snapshot now" button, always (in privacy mode it is the obscured frame);
 * once when privacy mode takes effect, so the retained picture becomes the blank frame.
 
+Once privacy mode is on, nothing but the blank (privacy-obscured) frame is sent, whatever was
+queued before: an event snapshot or a button press waiting for the worker would otherwise send
+the last frame from before the switch, after ``privacy/state ON``. A press then waits for the
+first blank frame.
+
 Only ``MaskedFrame`` objects from the pipeline's output are ever encoded (``require_masked``).
 """
 
@@ -224,9 +229,13 @@ class MQTTBridge:
             or self._dirty_stats
             or self._person_changes
             or self._snap is not None
-            or self._snap_request
+            or (self._snap_request and self._shown(self._latest))
             or self._interval_due()
         )
+
+    def _shown(self, frame: MaskedFrame | None) -> bool:
+        """Whether ``frame`` may leave now: in privacy mode only the blank frame may."""
+        return frame is not None and (not self.controls.privacy or frame.reason == "privacy")
 
     def _interval_due(self) -> bool:
         iv = self.cfg.snapshot_interval_s
@@ -263,8 +272,10 @@ class MQTTBridge:
             states, self._dirty_states = self._dirty_states, False
             stats_due, self._dirty_stats = self._dirty_stats, False
             snap, self._snap = self._snap, None
-            if self._snap_request and self._latest is not None:
-                snap, self._snap_request = (self._latest, "request"), False
+            if snap is not None and not self._shown(snap[0]):
+                snap = None  # queued before privacy mode took effect: never sent
+            if self._snap_request and self._shown(self._latest):
+                snap, self._snap_request = (self._latest, "request"), False  # type: ignore[assignment]
             elif snap is None and self._interval_due() and not self.controls.privacy:
                 snap = (self._latest, "interval")  # type: ignore[assignment]
             if self._interval_due():
@@ -298,6 +309,8 @@ class MQTTBridge:
             self._send_snapshot(link, *snap)
 
     def _send_snapshot(self, link: MQTTLink, frame: MaskedFrame, why: str) -> None:
+        if not self._shown(frame):  # privacy mode came on while this one was being chosen
+            return
         try:
             jpeg = encode_snapshot(
                 require_masked(frame),

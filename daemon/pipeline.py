@@ -274,7 +274,9 @@ class Pipeline:
     # -- life cycle --------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._end_interrupted_event()
         self.recorder = self._new_recorder(self.cfg)
+        self._maybe_stats(force=True)  # fresh figures at once, not a crashed run's retained ones
         self._detect_thread.start()
         self._output_thread.start()
         self.capture.start()
@@ -588,7 +590,19 @@ class Pipeline:
             return
         self._heartbeat()
 
+    def _end_interrupted_event(self) -> None:
+        """A crash (kill -9, power cut) left an event open: end it now, marked ``interrupted``,
+        so that Home Assistant's person/face state and automations do not wait forever."""
+        ev = self.state.take_open_event()
+        if ev is None:
+            return
+        now = time.time()
+        ev.update(type="end", count=0, track_ids=[], time=now, end=now, interrupted=True)
+        self._send_event(ev)
+
     def _send_event(self, ev: dict[str, Any]) -> None:
+        if ev["type"] in ("start", "end"):
+            self.state.set_open_event(ev if ev["type"] == "start" else None)
         level = logging.DEBUG if ev["type"] == "update" else logging.INFO
         log.log(level, f"face event {ev['type']}", extra=fields(id=ev["id"], count=ev["count"]))
         for listener in self.listeners:
@@ -610,7 +624,7 @@ class Pipeline:
             "frames_obscured": self.frames_obscured,
             "frames_dropped": self.frames_dropped + (rec.frames_dropped if rec else 0),
             "detector_errors": self.detector_errors,
-            "recording_bytes": rec.bytes_on_disk if rec else 0,
+            "recording_bytes": rec.disk_bytes() if rec else 0,
             "recording_error": rec.error if rec else None,
             "source_state": self.capture.state,
             "recording": self.recording,

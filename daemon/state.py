@@ -1,4 +1,5 @@
-"""Operator switches that survive a restart: privacy mode and recording on/off.
+"""What survives a restart: the operator switches (privacy mode, recording on/off) and the face
+event that was open, so that the next start can end it (a crash never sends its ``end``).
 
 Kept in a small JSON file (``recording.state_file``, default ``<recording.path>/../state.json``)
 written atomically, so a power cut leaves either the old or the new state, never a torn file.
@@ -14,6 +15,7 @@ import os
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from daemon.logs import fields
 
@@ -32,6 +34,7 @@ class StateStore:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self.open_event: dict[str, Any] | None = None
         self.switches = self._load()
 
     def _load(self) -> Switches:
@@ -39,6 +42,8 @@ class StateStore:
             return Switches()
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
+            ev = data.get("open_event")
+            self.open_event = ev if isinstance(ev, dict) and isinstance(ev.get("id"), str) else None
             return Switches(
                 privacy=bool(data.get("privacy", False)),
                 recording=bool(data.get("recording", True)),
@@ -58,6 +63,20 @@ class StateStore:
             self._save()
             return Switches(**asdict(self.switches))
 
+    def set_open_event(self, event: dict[str, Any] | None) -> None:
+        """Remember the event that is open (None once it has ended); saved at once."""
+        with self._lock:
+            self.open_event = dict(event) if event is not None else None
+            self._save()
+
+    def take_open_event(self) -> dict[str, Any] | None:
+        """The event a previous run left open (cleared and saved), or None."""
+        with self._lock:
+            ev, self.open_event = self.open_event, None
+            if ev is not None:
+                self._save()
+            return ev
+
     def _save(self) -> None:
         if self.path is None:
             return
@@ -65,7 +84,7 @@ class StateStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(asdict(self.switches), f)
+                json.dump({**asdict(self.switches), "open_event": self.open_event}, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)

@@ -300,13 +300,35 @@ class MQTTBridge:
                 link.publish(t.person, _onoff(person), retain=True)
         for on in person_changes:  # a short visit still shows as ON then OFF
             link.publish(t.person, _onoff(on), retain=True)
-        if stats_due and stats:  # nothing before the pipeline's first figures
+        if stats_due:
+            # before the pipeline's first figures (connected while it starts): fresh "starting"
+            # figures, so a crashed run's retained ones (Faces=5 while Face=off) do not stay
+            stats = stats or self._starting_stats()
             stats["events_dropped"] = link.events_dropped
             stats["events_queued"] = link.queued
             stats["commands_rejected"] = self.rejects.rejected
             link.publish(t.stats, json.dumps(stats, default=str), retain=True)
         if snap is not None:
             self._send_snapshot(link, *snap)
+
+    def _starting_stats(self) -> dict[str, Any]:
+        """The stats payload before the pipeline has any figures: nothing seen, nothing known."""
+        return {
+            "fps": 0.0,
+            "detect_fps": 0.0,
+            "detector_ms": None,
+            "faces": 0,
+            "frames_total": 0,
+            "frames_obscured": 0,
+            "frames_dropped": 0,
+            "detector_errors": 0,
+            "recording_bytes": None,
+            "recording_error": None,
+            "source_state": "starting",
+            "recording": self.controls.recording,
+            "privacy": self.controls.privacy,
+            "latency_ms": None,
+        }
 
     def _send_snapshot(self, link: MQTTLink, frame: MaskedFrame, why: str) -> None:
         if not self._shown(frame):  # privacy mode came on while this one was being chosen

@@ -90,6 +90,16 @@ class Recorder:
         self.bytes_on_disk = retention.disk_usage(self.camera_dir)
         self._thread.start()
 
+    def disk_bytes(self) -> int:
+        """Bytes of recordings on disk, the open segment included: Home Assistant's "Recording
+        disk use" grows while the first segment is written, not only when one closes."""
+        w = self._writer
+        try:
+            open_bytes = w.path.stat().st_size if w is not None else 0
+        except OSError:  # closed or removed in between: the next figure will say
+            open_bytes = 0
+        return self.bytes_on_disk + open_bytes
+
     def submit(self, frame: MaskedFrame, *, block: bool = True) -> bool:
         """Queue a frame for writing; with ``block=False`` a full queue drops it (counted)."""
         frame = require_masked(frame)

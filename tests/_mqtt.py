@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -137,6 +137,7 @@ class Msg:
     topic: str
     payload: bytes
     retain: bool
+    t: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 class Watcher:

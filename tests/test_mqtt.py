@@ -69,6 +69,10 @@ def cfg_for(broker: Broker, **kw: Any) -> MQTTConfig:
         "retry_initial_s": 0.05,
         "retry_max_s": 0.5,
         "snapshot_interval_s": 0,
+        # these tests follow every event in order; the rate limit has its own test
+        # (tests/test_mqtt_restart.py, on the real daemon)
+        "event_update_min_s": 0,
+        "event_snapshot_min_s": 0,
     }
     return MQTTConfig(**{**base, **kw})
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 from pathlib import Path
@@ -92,3 +93,38 @@ def test_recording_disk_use_grows_while_the_first_segment_is_open(
         p.send_signal(signal.SIGTERM)
         p.wait(60)
         w.stop()
+
+
+def test_a_busy_scene_is_rate_limited_without_delaying_start_and_end(
+    tmp_path: Path, broker: Broker, data_dir: Path
+) -> None:
+    """Issue 11.14: a crowd changes the face count several times a second. Updates go out at
+    most every ``event_update_min_s`` (2 s), event snapshots at most every
+    ``event_snapshot_min_s`` (5 s) besides one per start; every event still gets its end, and
+    no update follows an end."""
+    clip = data_dir / "videos" / "facenet-pytorch_video.mp4"  # a crowd walking at the camera
+    cfg = write_config(tmp_path, broker, clip, loop=True, mqtt="  snapshot_interval_s: 0\n")
+    w = Watcher(broker, (f"{BASE}/events", f"{BASE}/snapshot")).start()
+    p = start(cfg, tmp_path / "run.log")
+    try:
+        w.wait(lambda ms: any(e["type"] == "start" for e in events(w)), 60, "an event")
+        t0 = w.on(f"{BASE}/events")[0].t
+        w.wait(lambda ms: ms and ms[-1].t - t0 > 12, 60, "12 s of a busy scene")
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(60)
+        w.stop()
+    msgs = w.on(f"{BASE}/events")
+    evs = [(m.t, json.loads(m.payload)) for m in msgs]
+    starts = [e for _, e in evs if e["type"] == "start"]
+    assert starts and all(e["type"] == "end" for _, e in evs[-1:])  # SIGTERM ends the last one
+    for ev in starts:
+        mine = [(t, e) for t, e in evs if e["id"] == ev["id"]]
+        assert mine[0][1]["type"] == "start" and mine[-1][1]["type"] == "end"
+        ups = [t for t, e in mine if e["type"] == "update"]
+        assert all(b - a >= 1.9 for a, b in itertools.pairwise(ups)), ups
+    updates = sum(1 for _, e in evs if e["type"] == "update")
+    assert updates >= 2, "the scene is busy: some updates were sent"
+    span = evs[-1][0] - evs[0][0]
+    snaps = w.on(f"{BASE}/snapshot")
+    assert len(snaps) <= len(starts) + span / 5 + 1, (len(snaps), len(starts), span)

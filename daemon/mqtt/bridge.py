@@ -7,8 +7,8 @@ link's bounded in-order queue and survive a broker outage up to ``mqtt.queue_siz
 
 Snapshots (camera entity, ``<base>/snapshot``, retained JPEG):
 
-* every ``snapshot_interval_s`` and on face events (``start``/``update``), unless privacy
-  mode is on;
+* every ``snapshot_interval_s`` and on face events (``start``/``update``; updates at most every
+  ``event_snapshot_min_s``), unless privacy mode is on;
 * on the "Snapshot now" button, always (in privacy mode it is the obscured frame);
 * once when privacy mode takes effect, so the retained picture becomes the blank frame.
 
@@ -16,6 +16,11 @@ Once privacy mode is on, nothing but the blank (privacy-obscured) frame is sent,
 queued before: an event snapshot or a button press waiting for the worker would otherwise send
 the last frame from before the switch, after ``privacy/state ON``. A press then waits for the
 first blank frame.
+
+Events: ``start`` and ``end`` go out at once; ``update`` at most every ``event_update_min_s``
+(a busy scene changed its count about twice a second, 57 updates for one event): a later one
+replaces a waiting one, which goes out when due, unless the event ends first (``end`` carries
+the final counts).
 
 Only ``MaskedFrame`` objects from the pipeline's output are ever encoded (``require_masked``).
 """
@@ -77,6 +82,9 @@ class MQTTBridge:
         self._person = False
         self._person_changes: deque[bool] = deque(maxlen=16)  # each start/end, in order
         self._stats: dict[str, Any] = {}
+        self._update: dict[str, Any] | None = None  # an `update` event waiting for its turn
+        self._last_update_t = 0.0
+        self._last_event_snap_t = -1e9
         self._worker = threading.Thread(target=self._work, name="mqtt-bridge", daemon=True)
 
     # -- life cycle --------------------------------------------------------------------------
@@ -158,18 +166,46 @@ class MQTTBridge:
                 self._cond.notify_all()
 
     def on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        now = time.monotonic()
+        with self._cond:
+            send = True
+            if kind == "update":
+                if now - self._last_update_t < self.cfg.event_update_min_s:
+                    self._update, send = event, False  # the latest waits for its turn
+                else:
+                    self._update, self._last_update_t = None, now
+            else:  # start, end: at once; an update still waiting is superseded
+                self._update = None
+                self._last_update_t = now if kind == "start" else 0.0
+            person = kind != "end"
+            if person != self._person:
+                self._person = person
+                self._person_changes.append(person)
+            if send and kind in ("start", "update"):
+                self._event_snapshot(now, force=kind == "start")
+            self._cond.notify_all()
+        if send:
+            self._send_event(event)
+
+    def _event_snapshot(self, now: float, force: bool) -> None:
+        """Ask for the next frame as an event snapshot (a start always; else rate-limited)."""
+        if not self.cfg.snapshot_on_events:
+            return
+        if force or now - self._last_event_snap_t >= self.cfg.event_snapshot_min_s:
+            self._want_event_frame = True
+            self._last_event_snap_t = now
+
+    def _send_event(self, event: dict[str, Any]) -> None:
         payload = json.dumps({**event, "event_type": event.get("type")}, default=str).encode()
         link = self.link
         if link is not None:
             link.send_event(self.topics.events, payload)
-        with self._cond:
-            person = event.get("type") != "end"
-            if person != self._person:
-                self._person = person
-                self._person_changes.append(person)
-            if self.cfg.snapshot_on_events and event.get("type") in ("start", "update"):
-                self._want_event_frame = True
-            self._cond.notify_all()
+
+    def _update_due(self) -> bool:
+        return self._update is not None and (
+            time.monotonic() - self._last_update_t >= self.cfg.event_update_min_s
+        )
 
     def on_stats(self, stats: dict[str, Any]) -> None:
         with self._cond:
@@ -231,6 +267,7 @@ class MQTTBridge:
             or self._snap is not None
             or (self._snap_request and self._shown(self._latest))
             or self._interval_due()
+            or self._update_due()
         )
 
     def _shown(self, frame: MaskedFrame | None) -> bool:
@@ -242,10 +279,12 @@ class MQTTBridge:
         return bool(iv and self._latest is not None and time.monotonic() - self._last_snap_t >= iv)
 
     def _until_interval(self) -> float:
+        now = time.monotonic()
         iv = self.cfg.snapshot_interval_s
-        if not iv:
-            return 3600.0
-        return max(0.01, iv - (time.monotonic() - self._last_snap_t))
+        wait = max(0.01, iv - (now - self._last_snap_t)) if iv else 3600.0
+        if self._update is not None:
+            wait = min(wait, max(0.01, self.cfg.event_update_min_s - (now - self._last_update_t)))
+        return wait
 
     def _apply(self, cmd: Command) -> None:
         try:
@@ -268,6 +307,10 @@ class MQTTBridge:
     def _publish_due(self) -> None:
         link = self.link
         with self._cond:
+            update = self._update if self._update_due() else None
+            if update is not None:
+                self._update, self._last_update_t = None, time.monotonic()
+                self._event_snapshot(self._last_update_t, force=False)
             announce, self._announce = self._announce, False
             states, self._dirty_states = self._dirty_states, False
             stats_due, self._dirty_stats = self._dirty_stats, False
@@ -285,6 +328,8 @@ class MQTTBridge:
             person_changes = list(self._person_changes)
             self._person_changes.clear()
             stats = dict(self._stats)
+        if update is not None:
+            self._send_event(update)
         if link is None:
             return
         t = self.topics

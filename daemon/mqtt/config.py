@@ -46,6 +46,20 @@ class MQTTConfig(StrictModel):
         30.0, ge=0, le=86_400, description="0 = only on events/requests"
     )
     snapshot_on_events: bool = Field(True, description="a snapshot on each face event")
+    event_update_min_s: float = Field(
+        2.0,
+        ge=0,
+        le=3600,
+        description="at most one `update` event per this many seconds (the latest is sent when "
+        "due); `start` and `end` are never delayed. 0 = every change",
+    )
+    event_snapshot_min_s: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="at most one event snapshot per this many seconds; a `start` always gets "
+        "one. 0 = one per event message",
+    )
     snapshot_quality: int = Field(80, ge=10, le=100, description="JPEG quality")
     snapshot_max_width: int = Field(
         1280, ge=0, le=16384, description="downscale wider frames; 0 = never"

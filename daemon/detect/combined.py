@@ -1,0 +1,71 @@
+"""The detector the service runs: faces on every run, people on every Nth, one fail-closed result.
+
+A detection result for a frame is the face model's result plus, on the runs where it is due, the
+person model's. Either failing fails the whole result (DetectorError), so the gate obscures the
+frames it would have covered (privacy rule 2: every enabled detector's result must be in). On the
+runs between person passes, people are carried by their tracks (``track.hold_s``, never less
+than the gate deadline), as faces are between detections: with ``detect.people.every`` N, a
+person's newest observation is at most N - 1 detector runs old. A failed person pass is retried
+on the very next run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from daemon.detect import Detector, DetectorError, build_detector
+from daemon.detect.config import DetectConfig
+from daemon.detect.ssd_people import PeopleDetector
+from daemon.regions import Detection
+
+
+class FrameDetector:
+    """Face detector plus (optional) person detector behind one ``detect``."""
+
+    def __init__(self, faces: Detector, people: PeopleDetector | None, every: int = 1) -> None:
+        self.faces = faces
+        self.people = people
+        self.every = max(1, every)
+        self._since = 0  # face runs since the last person pass
+        self._due = True
+
+    def __getattr__(self, name: str) -> Any:  # name, input_size, windows, last_runs, ...
+        return getattr(self.faces, name)
+
+    def detect(
+        self, image_bgr: np.ndarray, *, stream: bool = False, still: bool = False
+    ) -> list[Detection]:
+        found = self.faces.detect(image_bgr, stream=stream, still=still)
+        if self.people is None:
+            return found
+        if not (self._due or still or self._since >= self.every - 1):
+            self._since += 1
+            return found
+        self._due = True  # stays due until a pass succeeds
+        people = self.people.detect(image_bgr)  # raises DetectorError
+        self._due, self._since = False, 0
+        return [*found, *people]
+
+    def reset(self) -> None:
+        self.faces.reset()
+        self._due, self._since = True, 0
+
+    def close(self) -> None:
+        self.faces.close()
+        if self.people is not None:
+            self.people.close()
+
+
+def build_frame_detector(cfg: DetectConfig) -> FrameDetector:
+    """Faces always; people when ``detect.people.enabled``. Raises ModelError like
+    :func:`daemon.detect.build_detector` when a model is missing or altered."""
+    faces = build_detector(cfg)
+    people = None
+    if cfg.people.enabled:
+        people = PeopleDetector(cfg.people, cfg.models_dir, cfg.threads)
+    return FrameDetector(faces, people, cfg.people.every)
+
+
+__all__ = ["DetectorError", "FrameDetector", "build_frame_detector"]

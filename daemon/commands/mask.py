@@ -72,12 +72,13 @@ class Runner:
     """Masks each job; keeps the detector, masker and regions file across jobs."""
 
     def __init__(self, args: argparse.Namespace, cfg: Any, n_videos: int, n_images: int) -> None:
-        from daemon.detect import build_detector
+        from daemon.detect.combined import build_frame_detector
         from daemon.mask.masker import Masker
 
         self.args = args
         self.cfg = cfg
-        self.detector = build_detector(cfg.detect)
+        # people on every frame: veilcam mask has no tracker to carry them between passes
+        self.detector = build_frame_detector(cfg.detect, every=1)
         self.masker = Masker(cfg.mask)
         self.out_dir = Path(args.output)
         self.failed: set[Path] = set()

@@ -58,14 +58,15 @@ class FrameDetector:
             self.people.close()
 
 
-def build_frame_detector(cfg: DetectConfig) -> FrameDetector:
-    """Faces always; people when ``detect.people.enabled``. Raises ModelError like
-    :func:`daemon.detect.build_detector` when a model is missing or altered."""
+def build_frame_detector(cfg: DetectConfig, every: int | None = None) -> FrameDetector:
+    """Faces always; people when ``detect.people.enabled``, on every ``every``-th run (default
+    ``detect.people.every``). Raises ModelError like :func:`daemon.detect.build_detector` when a
+    model is missing or altered."""
     faces = build_detector(cfg)
     people = None
     if cfg.people.enabled:
         people = PeopleDetector(cfg.people, cfg.models_dir, cfg.threads)
-    return FrameDetector(faces, people, cfg.people.every)
+    return FrameDetector(faces, people, every or cfg.people.every)
 
 
 __all__ = ["DetectorError", "FrameDetector", "build_frame_detector"]

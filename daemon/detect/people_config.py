@@ -56,3 +56,8 @@ class PeopleConfig(StrictModel):
         description="frames whose shorter side is below this get no tiles (0: always tile)",
     )
     nms_iou: float = Field(0.45, gt=0, le=1, description="overlap above which the weaker box goes")
+
+
+def object_labels(cfg: PeopleConfig) -> list[str]:
+    """The labels the person detector reports: events per label (empty when it is off)."""
+    return ["person", *cfg.labels] if cfg.enabled else []

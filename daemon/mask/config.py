@@ -55,3 +55,8 @@ class MaskConfig(StrictModel):
         "fill", description="how privacy zones are hidden"
     )
     zones: list[ZoneConfig] = Field(default_factory=list, max_length=64)
+    people: Literal["heads", "bodies", "off"] = Field(
+        "heads",
+        description="tracked people (detect.people): mask their heads (top 22 % of the box, "
+        "60 % of its width), their whole box, or nothing (events only)",
+    )

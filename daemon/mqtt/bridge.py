@@ -30,6 +30,7 @@ from collections import deque
 from typing import Any
 
 from daemon.config import Config
+from daemon.detect.people_config import object_labels
 from daemon.events import PipelineControls
 from daemon.frames import MaskedFrame, require_masked
 from daemon.logs import fields
@@ -51,8 +52,18 @@ def _onoff(v: bool) -> str:
 class MQTTBridge:
     """Publishes what the pipeline does and applies Home Assistant's commands."""
 
-    def __init__(self, cfg: MQTTConfig, camera: str, controls: PipelineControls) -> None:
+    def __init__(
+        self,
+        cfg: MQTTConfig,
+        camera: str,
+        controls: PipelineControls,
+        labels: tuple[str, ...] = (),
+    ) -> None:
+        """``labels``: what the person detector reports (person, car, dog, cat). Without it the
+        "Person" sensor follows the face events, as before people were detected."""
         self.cfg = cfg
+        self.labels = tuple(labels)
+        self._keys = ("person", *(k for k in self.labels if k != "person"))
         self.camera = camera
         self.controls = controls
         self.topics = Topics(cfg.topic_base(camera))
@@ -74,8 +85,10 @@ class MQTTBridge:
         self._dirty_states = False
         self._dirty_stats = False
         self._face = False
-        self._person = False
-        self._person_changes: deque[bool] = deque(maxlen=16)  # each start/end, in order
+        self._on = dict.fromkeys(self._keys, False)  # binary sensor per label
+        self._count = dict.fromkeys(self._keys, 0)
+        # each start/update/end, in order: (label, on, count)
+        self._person_changes: deque[tuple[str, bool, int]] = deque(maxlen=64)
         self._stats: dict[str, Any] = {}
         self._worker = threading.Thread(target=self._work, name="mqtt-bridge", daemon=True)
 
@@ -163,10 +176,13 @@ class MQTTBridge:
         if link is not None:
             link.send_event(self.topics.events, payload)
         with self._cond:
-            person = event.get("type") != "end"
-            if person != self._person:
-                self._person = person
-                self._person_changes.append(person)
+            label = str(event.get("label", "face"))
+            key = "person" if label == "face" and "person" not in self.labels else label
+            on = event.get("type") != "end"
+            count = int(event.get("count", 0)) if on else 0
+            if key in self._on and (on != self._on[key] or count != self._count[key]):
+                self._on[key], self._count[key] = on, count
+                self._person_changes.append((key, on, count))
             if self.cfg.snapshot_on_events and event.get("type") in ("start", "update"):
                 self._want_event_frame = True
             self._cond.notify_all()
@@ -281,7 +297,7 @@ class MQTTBridge:
             if self._interval_due():
                 self._last_snap_t = time.monotonic()  # privacy on: skip this round
                 self.snapshot_rounds += 1
-            face, person = self._face, self._person
+            face, objects = self._face, {k: (self._on[k], self._count[k]) for k in self._keys}
             person_changes = list(self._person_changes)
             self._person_changes.clear()
             stats = dict(self._stats)
@@ -289,17 +305,23 @@ class MQTTBridge:
             return
         t = self.topics
         if announce:
-            for topic, payload in discovery_messages(t, self.camera, self.cfg.discovery_prefix):
+            for topic, payload in discovery_messages(
+                t, self.camera, self.cfg.discovery_prefix, self.labels
+            ):
                 link.publish(topic, json.dumps(payload), retain=True, qos=1)
             log.info("Home Assistant discovery published", extra=fields(base=t.base))
         if states:
             link.publish(t.state("privacy"), _onoff(self.controls.privacy), retain=True, qos=1)
             link.publish(t.state("recording"), _onoff(self.controls.recording), retain=True, qos=1)
             link.publish(t.face, _onoff(face), retain=True)
-            if not person_changes:
-                link.publish(t.person, _onoff(person), retain=True)
-        for on in person_changes:  # a short visit still shows as ON then OFF
-            link.publish(t.person, _onoff(on), retain=True)
+            changed = {k for k, _, _ in person_changes}
+            for k, (on, n) in objects.items():
+                if k not in changed:
+                    link.publish(t.object(k), _onoff(on), retain=True)
+                    link.publish(t.count(k), str(n), retain=True)
+        for k, on, n in person_changes:  # a short visit still shows as ON then OFF
+            link.publish(t.object(k), _onoff(on), retain=True)
+            link.publish(t.count(k), str(n), retain=True)
         if stats_due:
             # before the pipeline's first figures (connected while it starts): fresh "starting"
             # figures, so a crashed run's retained ones (Faces=5 while Face=off) do not stay
@@ -352,7 +374,8 @@ class MQTTBridge:
 def attach(service: Any, cfg: Config) -> MQTTBridge:
     """Start the bridge for a service (connecting only if ``mqtt.enabled``; a reload can turn it
     on or off). The daemon records whatever the broker does."""
-    bridge = MQTTBridge(cfg.mqtt, cfg.camera.name, service)
+    labels = tuple(object_labels(cfg.detect.people))
+    bridge = MQTTBridge(cfg.mqtt, cfg.camera.name, service, labels)
     service.add_listener(bridge)
     service.reload_hooks.append(bridge.reconfigure)
     bridge.start()

@@ -77,8 +77,10 @@ class Runner:
 
         self.args = args
         self.cfg = cfg
-        # people on every frame: veilcam mask has no tracker to carry them between passes
-        self.detector = build_frame_detector(cfg.detect, every=1)
+        # no tracker here: frame t is masked with what frames t - video_hold_frames .. t + ahead
+        # found, so a person pass every video_hold_frames + 1 frames leaves no frame without
+        # one at most video_hold_frames old (photos: always, ``still``)
+        self.detector = build_frame_detector(cfg.detect, every=cfg.mask.video_hold_frames + 1)
         self.masker = Masker(cfg.mask)
         self.out_dir = Path(args.output)
         self.failed: set[Path] = set()

@@ -30,6 +30,7 @@ import numpy as np
 from daemon.capture.runner import CaptureRunner
 from daemon.capture.sources import Source
 from daemon.config import Config
+from daemon.detect.combined import detect_frame
 from daemon.detect.people_config import object_labels
 from daemon.events import STATS_PERIOD_S, PipelineListener
 from daemon.frames import Frame, MaskedFrame
@@ -37,7 +38,7 @@ from daemon.gate import DetectionResult, Gate
 from daemon.logs import fields
 from daemon.mask.check import checked_masker
 from daemon.mask.masker import grow
-from daemon.mask.people import mask_box
+from daemon.mask.people import for_tracking, tracked_mask_box
 from daemon.record.recorder import Recorder
 from daemon.regions import Detection, Region
 from daemon.state import StateStore
@@ -403,7 +404,7 @@ class Pipeline:
                 self._cond.notify_all()
             t0 = time.monotonic()
             try:
-                dets = self.detector.detect(frame.image)
+                dets = detect_frame(self.detector, frame.image, frame.pts)
                 done = time.monotonic()
                 r = DetectionResult(frame.index, frame.pts, done, list(dets), ms=(done - t0) * 1e3)
             except ModelError as exc:
@@ -457,7 +458,9 @@ class Pipeline:
                 for r in self._new_results:
                     self.gate.add(r)
                     if r.ok:
-                        self.tracker.update(r.index, r.pts, r.detections or [])
+                        mode = self.cfg.mask.people  # heads: the tracker follows heads
+                        dets = [for_tracking(d, mode) for d in r.detections or []]
+                        self.tracker.update(r.index, r.pts, dets)
                 self._new_results.clear()
                 if self.fatal:
                     self._pending.clear()
@@ -569,7 +572,7 @@ class Pipeline:
         """Tracked boxes grown by the mask margin, carrying their track id."""
         out = []
         for b in boxes:
-            part = mask_box(b.label, b.box, self.cfg.mask.people)  # heads, bodies or nothing
+            part = tracked_mask_box(b.label, b.box, self.cfg.mask.people)  # None: not masked
             if part is None:
                 continue
             box = grow(part, self.cfg.mask.margin, frame.width, frame.height)

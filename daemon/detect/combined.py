@@ -24,28 +24,49 @@ from daemon.regions import Detection
 class FrameDetector:
     """Face detector plus (optional) person detector behind one ``detect``."""
 
-    def __init__(self, faces: Detector, people: PeopleDetector | None, every: int = 1) -> None:
+    def __init__(
+        self,
+        faces: Detector,
+        people: PeopleDetector | None,
+        every: int = 1,
+        max_gap_s: float | None = None,
+    ) -> None:
         self.faces = faces
         self.people = people
         self.every = max(1, every)
+        self.max_gap_s = max_gap_s
         self._since = 0  # face runs since the last person pass
+        self._last_pts: float | None = None  # video time of the last person pass
         self._due = True
 
     def __getattr__(self, name: str) -> Any:  # name, input_size, windows, last_runs, ...
         return getattr(self.faces, name)
 
     def detect(
-        self, image_bgr: np.ndarray, *, stream: bool = False, still: bool = False
+        self,
+        image_bgr: np.ndarray,
+        *,
+        stream: bool = False,
+        still: bool = False,
+        pts: float | None = None,
     ) -> list[Detection]:
+        """``pts``: the frame's video time; with ``max_gap_s`` a person pass also runs once
+        that much video time has passed since the last one, however few runs that took."""
         found = self.faces.detect(image_bgr, stream=stream, still=still)
         if self.people is None:
             return found
-        if not (self._due or still or self._since >= self.every - 1):
+        late = (
+            self.max_gap_s is not None
+            and pts is not None
+            and self._last_pts is not None
+            and pts - self._last_pts >= self.max_gap_s
+        )
+        if not (self._due or still or late or self._since >= self.every - 1):
             self._since += 1
             return found
         self._due = True  # stays due until a pass succeeds
         people = self.people.detect(image_bgr)  # raises DetectorError
-        self._due, self._since = False, 0
+        self._due, self._since, self._last_pts = False, 0, pts
         return [*found, *people]
 
     def reset(self) -> None:
@@ -66,7 +87,15 @@ def build_frame_detector(cfg: DetectConfig, every: int | None = None) -> FrameDe
     people = None
     if cfg.people.enabled:
         people = PeopleDetector(cfg.people, cfg.models_dir, cfg.threads)
-    return FrameDetector(faces, people, every or cfg.people.every)
+    gap = cfg.people.max_gap_s if every is None else None
+    return FrameDetector(faces, people, every or cfg.people.every, gap)
 
 
-__all__ = ["DetectorError", "FrameDetector", "build_frame_detector"]
+def detect_frame(detector: Any, image: np.ndarray, pts: float) -> list[Detection]:
+    """The pipeline's call: a FrameDetector also gets the frame's video time."""
+    if isinstance(detector, FrameDetector):
+        return detector.detect(image, pts=pts)
+    return detector.detect(image)
+
+
+__all__ = ["DetectorError", "FrameDetector", "build_frame_detector", "detect_frame"]

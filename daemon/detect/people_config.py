@@ -43,6 +43,14 @@ class PeopleConfig(StrictModel):
         description="run the person model on every Nth detector run; tracks carry people in "
         "between (the face model runs on every run)",
     )
+    max_gap_s: float = Field(
+        1.0,
+        ge=0.05,
+        le=5.0,
+        description="the service also runs the person model once this much video time has "
+        "passed since its last pass (sparse passes make tracked heads grow: the tracker widens "
+        "a mask by the distance a head may have moved)",
+    )
     tiles: int = Field(
         2,
         ge=1,

@@ -60,3 +60,9 @@ class MaskConfig(StrictModel):
         description="tracked people (detect.people): mask their heads (top 22 % of the box, "
         "60 % of its width), their whole box, or nothing (events only)",
     )
+
+    @field_validator("people", mode="before")
+    @classmethod
+    def _off(cls, v: object) -> object:
+        """YAML 1.1 reads a bare ``off`` as false: take it as "off", as the user wrote it."""
+        return "off" if v is False else v

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from daemon.regions import Box
+from daemon.regions import Box, Detection
 
 PeopleMode = Literal["heads", "bodies", "off"]
 HEAD_H = 0.22
@@ -31,6 +31,24 @@ def head_box(box: Box) -> Box:
     hh = HEAD_H * h
     hw = min(w, max(HEAD_W * w, hh))
     return (x + (w - hw) / 2, y, hw, hh)
+
+
+def for_tracking(d: Detection, mode: PeopleMode) -> Detection:
+    """What the tracker follows: with ``heads``, a person's head box (the tracker's growth and
+    speed limits are in box sizes, made for faces: a head moves and grows like one, a whole
+    body box would grow by body heights); otherwise the detection as it is."""
+    if d.label == "person" and mode == "heads":
+        return Detection(head_box(d.box), d.score, d.label)
+    return d
+
+
+def tracked_mask_box(label: str, box: Box, mode: PeopleMode) -> Box | None:
+    """The box to mask for a track (its box already made by :func:`for_tracking`)."""
+    if label == "person":
+        return None if mode == "off" else box
+    if label in ("car", "dog", "cat"):
+        return None
+    return box
 
 
 def mask_box(label: str, box: Box, mode: PeopleMode) -> Box | None:

@@ -349,3 +349,18 @@ def test_home_assistant_gets_person_car_dog_cat_sensors_counts_and_labelled_even
     finally:
         w.stop()
         bridge.stop()
+
+
+def test_people_seen_from_behind_turn_the_sensor_on_and_get_their_heads_masked(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """veilcam run on intel_one-by-one-person-detection.mp4 against the hand counts in
+    tests/data/intel_one_by_one_people.json (bench/people_clip.py prints the same figures)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import people_clip
+
+    res = people_clip.score(people_clip.run_service(tmp_path))
+    assert res["frames_with_people"] == 27 and res["heads"] == 26
+    assert res["person_on_share"] >= 0.95, res
+    assert res["heads_masked_share"] >= 0.95, res
+    assert res["empty_frames_with_person_track"] == 0, res

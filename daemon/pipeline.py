@@ -138,6 +138,7 @@ class Pipeline:
         self._label_events = [
             _Events(cfg.camera.name, label) for label in object_labels(cfg.detect.people)
         ]
+        self._sensor_label = "person" if self._label_events else "face"
         self._cond = threading.Condition()
         self._pending: deque[Frame] = deque()
         self._latest: Frame | None = None
@@ -622,7 +623,9 @@ class Pipeline:
         self._send_event(ev)
 
     def _send_event(self, ev: dict[str, Any]) -> None:
-        if ev["type"] in ("start", "end"):
+        # the state file keeps one open event: the one behind the "Person" sensor (person
+        # events when people are detected, else face events), ended at the next start
+        if ev["type"] in ("start", "end") and ev["label"] == self._sensor_label:
             self.state.set_open_event(ev if ev["type"] == "start" else None)
         level = logging.DEBUG if ev["type"] == "update" else logging.INFO
         log.log(

@@ -364,3 +364,21 @@ def test_people_seen_from_behind_turn_the_sensor_on_and_get_their_heads_masked(
     assert res["person_on_share"] >= 0.95, res
     assert res["heads_masked_share"] >= 0.95, res
     assert res["empty_frames_with_person_track"] == 0, res
+
+
+def test_eval_faces_with_people_keeps_the_face_ap_and_protects_every_dlib_face(
+    data_dir: Path,
+) -> None:
+    def run(*extra: str) -> dict[str, Any]:
+        r = subprocess.run(
+            [sys.executable, "-m", "daemon", "eval", "faces", "--json", "--no-perturb",
+             "--no-ssim", "--dataset", str(data_dir / "dlib_faces"), *extra],
+            capture_output=True, text=True, cwd=REPO, timeout=600,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        return json.loads(r.stdout)
+
+    faces, people = run(), run("--people")
+    assert people["recall"]["all"] == 1.0
+    assert people["ap"] == faces["ap"]  # person regions never enter the face AP
+    assert people["masked_outside_faces"] >= faces["masked_outside_faces"]

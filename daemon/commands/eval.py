@@ -47,6 +47,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="only these perturbations, comma-separated (e.g. night_ir,low_light)",
     )
     p.add_argument("--no-ssim", action="store_true", help="skip SSIM")
+    p.add_argument(
+        "--people",
+        action="store_true",
+        help="faces: also run the person model (detect.people) and mask per mask.people, as "
+        "veilcam mask does on photos (AP stays the face model's)",
+    )
 
 
 def _f(v: float | None, digits: int = 4) -> str:
@@ -121,7 +127,12 @@ def run(args: argparse.Namespace) -> int:
     if cfg is None:
         return 2
     try:
-        detector = build_detector(cfg.detect)
+        if args.people:
+            from daemon.detect.combined import build_frame_detector
+
+            detector = build_frame_detector(cfg.detect, every=1)
+        else:
+            detector = build_detector(cfg.detect)
     except ModelError as exc:
         print(f"veilcam eval: {exc}", file=sys.stderr)
         return 1

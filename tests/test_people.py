@@ -24,6 +24,7 @@ from daemon.detect.combined import FrameDetector, build_frame_detector
 from daemon.detect.config import DetectConfig
 from daemon.detect.people_config import PeopleConfig
 from daemon.detect.ssd_people import PeopleDetector, _Box, anchors, merge, windows
+from daemon.frames import Frame
 from daemon.mask.config import MaskConfig
 from daemon.mask.masker import Masker
 from daemon.mask.people import head_box
@@ -34,6 +35,7 @@ from tests._live import wait_for, write_clip
 from tests._mqtt import Broker, Watcher
 
 REPO = Path(__file__).resolve().parent.parent
+MASKER = Masker()
 sys.path.insert(0, str(REPO / "models"))
 
 
@@ -310,7 +312,7 @@ def test_home_assistant_gets_person_car_dog_cat_sensors_counts_and_labelled_even
     bridge.start()
     try:
         wait_for(lambda: bridge.link and bridge.link.connected.is_set(), 10, "connected")
-        w.wait(lambda ms: len([m for m in ms if m.topic.endswith("/config")]) >= 21, 10, "21")
+        w.wait(lambda ms: len([m for m in ms if m.topic.endswith("/config")]) >= 25, 10, "25")
         found = {m.topic: json.loads(m.payload) for m in w.msgs if m.topic.endswith("/config")}
         binary = {p["name"]: p for t, p in found.items() if "/binary_sensor/" in t}
         assert set(binary) == {"Person", "Face", "Car", "Dog", "Cat"}
@@ -318,6 +320,10 @@ def test_home_assistant_gets_person_car_dog_cat_sensors_counts_and_labelled_even
         sensors = {p["name"]: p for t, p in found.items() if "/sensor/" in t}
         for name in ("Person count", "Car count", "Dog count", "Cat count"):
             assert sensors[name]["state_topic"] == f"{base}/{name.split()[0].lower()}/count"
+        images = {p["name"]: p for t, p in found.items() if "/image/" in t}
+        assert set(images) == {f"{n} snapshot" for n in ("Person", "Car", "Dog", "Cat")}
+        assert images["Person snapshot"]["image_topic"] == f"{base}/person/snapshot"
+        assert images["Person snapshot"]["content_type"] == "image/jpeg"
         t0 = time.time()
 
         def ev(label: str, kind: str, n: int) -> dict[str, Any]:
@@ -330,6 +336,9 @@ def test_home_assistant_gets_person_car_dog_cat_sensors_counts_and_labelled_even
         bridge.on_event(ev("person", "start", 1))
         bridge.on_event(ev("person", "update", 2))
         bridge.on_event(ev("dog", "start", 1))
+        # the next (masked) frame is the snapshot of the person and dog events
+        raw = Frame(np.full((90, 160, 3), 120, np.uint8), 1, 0.04, time.monotonic())
+        bridge.on_frame(MASKER.mask(raw, []), 0)
         bridge.on_event(ev("person", "end", 0))
         got = [json.loads(m.payload) for m in w.wait_topic(f"{base}/events", n=5)]
         assert [(g["label"], g["event_type"]) for g in got] == [
@@ -346,6 +355,10 @@ def test_home_assistant_gets_person_car_dog_cat_sensors_counts_and_labelled_even
         w.wait(lambda ms: seq(f"{base}/dog")[-1:] == [b"ON"], 10, "dog ON")
         assert seq(f"{base}/dog/count")[-1] == b"1"
         assert b"ON" not in seq(f"{base}/car")
+        for label in ("person", "dog"):
+            jpeg = w.wait_topic(f"{base}/{label}/snapshot")[0]
+            assert jpeg.payload[:2] == b"\xff\xd8"  # a JPEG of the masked frame
+        assert not w.on(f"{base}/car/snapshot")
     finally:
         w.stop()
         bridge.stop()

@@ -77,6 +77,7 @@ class MQTTBridge:
         self._latest: MaskedFrame | None = None
         self._commands: deque[Command] = deque(maxlen=MAX_PENDING_COMMANDS)
         self._want_event_frame = False  # the next frame becomes an event snapshot
+        self._event_labels: set[str] = set()  # ... also published as these labels' snapshots
         self._snap: tuple[MaskedFrame, str] | None = None  # (frame, why) waiting to be sent
         self._snap_request = False  # the button: send the latest frame
         self._blank_sent = False  # the privacy frame has replaced the retained picture
@@ -157,8 +158,9 @@ class MQTTBridge:
                 self._dirty_states = notify = True
             if self._want_event_frame:
                 self._want_event_frame = False
+                labels, self._event_labels = sorted(self._event_labels), set()
                 if not self.controls.privacy:
-                    self._snap = (frame, "event")
+                    self._snap = (frame, "event:" + ",".join(labels))
                     notify = True
             if frame.reason == "privacy":
                 if not self._blank_sent:
@@ -185,6 +187,8 @@ class MQTTBridge:
                 self._person_changes.append((key, on, count))
             if self.cfg.snapshot_on_events and event.get("type") in ("start", "update"):
                 self._want_event_frame = True
+                if self.labels and key in self._on:
+                    self._event_labels.add(key)
             self._cond.notify_all()
 
     def on_stats(self, stats: dict[str, Any]) -> None:
@@ -369,6 +373,10 @@ class MQTTBridge:
         if link.publish(self.topics.snapshot, jpeg, retain=True):
             self.snapshots_sent += 1
             log.debug("snapshot", extra=fields(why=why, frame=frame.index, bytes=len(jpeg)))
+        # an event's frame is also the latest snapshot of its labels (image entity per label)
+        for label in why.removeprefix("event:").split(",") if why.startswith("event:") else ():
+            if label:
+                link.publish(self.topics.label_snapshot(label), jpeg, retain=True)
 
 
 def attach(service: Any, cfg: Config) -> MQTTBridge:

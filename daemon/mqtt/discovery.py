@@ -52,6 +52,10 @@ class Topics:
         """ON/OFF while a tracked ``label`` (person, car, dog, cat) is in view."""
         return f"{self.base}/{label}"
 
+    def label_snapshot(self, label: str) -> str:
+        """The masked frame of ``label``'s latest event start or update (retained JPEG)."""
+        return f"{self.base}/{label}/snapshot"
+
     def count(self, label: str) -> str:
         """How many tracked ``label`` objects are in view (retained, on every change)."""
         return f"{self.base}/{label}/count"
@@ -95,8 +99,9 @@ LABEL_ICONS = {"person": "mdi:account", "car": "mdi:car", "dog": "mdi:dog", "cat
 
 
 def object_entities(t: Topics, labels: tuple[str, ...]) -> list[tuple[str, str, dict[str, Any]]]:
-    """Per label of the person detector: an occupancy binary sensor (Person's already exists)
-    and a count sensor, like Frigate's per-object topics."""
+    """Per label of the person detector: an occupancy binary sensor (Person's already exists),
+    an image entity with the masked frame of its latest event and a count sensor, like
+    Frigate's per-object topics."""
     out: list[tuple[str, str, dict[str, Any]]] = []
     for label in labels:
         name = LABEL_NAMES.get(label, label.capitalize())
@@ -115,6 +120,14 @@ def object_entities(t: Topics, labels: tuple[str, ...]) -> list[tuple[str, str, 
                     },
                 )
             )
+        out.append(
+            (
+                "image",
+                f"{label}_snapshot",
+                {"name": f"{name} snapshot", "image_topic": t.label_snapshot(label),
+                 "content_type": "image/jpeg"},
+            )
+        )  # fmt: skip
         out.append(
             (
                 "sensor",

@@ -395,3 +395,27 @@ def test_eval_faces_with_people_keeps_the_face_ap_and_protects_every_dlib_face(
     assert people["recall"]["all"] == 1.0
     assert people["ap"] == faces["ap"]  # person regions never enter the face AP
     assert people["masked_outside_faces"] >= faces["masked_outside_faces"]
+
+
+class FacesAt:
+    """Stands in for the face model: fixed candidates, so the veto rule can be checked."""
+
+    def __init__(self, faces: list[Detection]) -> None:
+        self.faces = faces
+
+    def detect(self, image: np.ndarray, **kw: Any) -> list[Detection]:
+        return list(self.faces)
+
+
+def test_face_veto_drops_only_weak_faces_far_from_people_and_away_from_the_edge() -> None:
+    near = Detection((110.0, 60.0, 12.0, 12.0), 0.1)  # on the person's head
+    far = Detection((400.0, 300.0, 12.0, 12.0), 0.1)  # grass
+    strong = Detection((500.0, 300.0, 12.0, 12.0), 0.6)
+    edge = Detection((0.0, 200.0, 12.0, 12.0), 0.1)  # its body may be outside the picture
+    people = FacesAt([Detection((100.0, 50.0, 40.0, 120.0), 0.5, "person")])
+    det = FrameDetector(FacesAt([near, far, strong, edge]), people, every=1)  # type: ignore[arg-type]
+    det.face_veto = 0.2
+    got = det.detect(np.zeros((480, 640, 3), np.uint8))
+    assert [d for d in got if d.label == "face"] == [near, strong, edge]
+    det.face_veto = 0.0  # the default: every face is kept
+    assert len([d for d in det.detect(np.zeros((480, 640, 3), np.uint8)) if d.label == "face"]) == 4

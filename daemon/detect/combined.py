@@ -35,6 +35,8 @@ class FrameDetector:
         self.people = people
         self.every = max(1, every)
         self.max_gap_s = max_gap_s
+        self.face_veto = 0.0  # see PeopleConfig.face_veto
+        self._people: list[Detection] = []  # the last person pass's people
         self._since = 0  # face runs since the last person pass
         self._last_pts: float | None = None  # video time of the last person pass
         self._due = True
@@ -63,11 +65,36 @@ class FrameDetector:
         )
         if not (self._due or still or late or self._since >= self.every - 1):
             self._since += 1
-            return found
+            return self._veto(found, image_bgr.shape)
         self._due = True  # stays due until a pass succeeds
         people = self.people.detect(image_bgr)  # raises DetectorError
         self._due, self._since, self._last_pts = False, 0, pts
-        return [*found, *people]
+        self._people = [d for d in people if d.label == "person"]
+        return [*self._veto(found, image_bgr.shape), *people]
+
+    def _veto(self, found: list[Detection], shape: tuple[int, ...]) -> list[Detection]:
+        """Weak faces need a person around them (a face has a head, a head a body), unless
+        the frame's edge may have cut that body off. Strong faces are always kept."""
+        if self.face_veto <= 0:
+            return found
+        h, w = shape[:2]
+        out = []
+        for d in found:
+            x, y, bw, bh = d.box
+            cx, cy = x + bw / 2, y + bh / 2
+            edge = x <= 1 or y <= 1 or x + bw >= w - 1 or y + bh >= h - 1
+            if (
+                d.label != "face"
+                or d.score >= self.face_veto
+                or edge
+                or any(
+                    p.box[0] - p.box[2] / 4 <= cx <= p.box[0] + 1.25 * p.box[2]
+                    and p.box[1] - p.box[3] / 4 <= cy <= p.box[1] + 1.25 * p.box[3]
+                    for p in self._people
+                )
+            ):
+                out.append(d)
+        return out
 
     def reset(self) -> None:
         self.faces.reset()
@@ -88,7 +115,9 @@ def build_frame_detector(cfg: DetectConfig, every: int | None = None) -> FrameDe
     if cfg.people.enabled:
         people = PeopleDetector(cfg.people, cfg.models_dir, cfg.threads)
     gap = cfg.people.max_gap_s if every is None else None
-    return FrameDetector(faces, people, every or cfg.people.every, gap)
+    det = FrameDetector(faces, people, every or cfg.people.every, gap)
+    det.face_veto = cfg.people.face_veto if people is not None else 0.0
+    return det
 
 
 def detect_frame(detector: Any, image: np.ndarray, pts: float) -> list[Detection]:

@@ -68,6 +68,13 @@ class PeopleConfig(StrictModel):
         description="frames whose shorter side is below this get no tiles (0: always tile)",
     )
     nms_iou: float = Field(0.45, gt=0, le=1, description="overlap above which the weaker box goes")
+    face_veto: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="drop a face scoring below this whose centre lies in no person box (grown "
+        "by a quarter on each side) and which does not touch the frame edge; 0: off",
+    )
 
 
 def object_labels(cfg: PeopleConfig) -> list[str]:

@@ -4,9 +4,10 @@ A detection result for a frame is the face model's result plus, on the runs wher
 person model's. Either failing fails the whole result (DetectorError), so the gate obscures the
 frames it would have covered (privacy rule 2: every enabled detector's result must be in). On the
 runs between person passes, people are carried by their tracks (``track.hold_s``, never less
-than the gate deadline), as faces are between detections: with ``detect.people.every`` N, a
-person's newest observation is at most N - 1 detector runs old. A failed person pass is retried
-on the very next run.
+than the gate deadline), as faces are between detections: with ``detect.people.every`` N and
+``max_gap_s`` G, a person's newest observation is at most N - 1 detector runs and G seconds of
+video old. A failed person pass is retried on the very next run. ``face_veto`` (off by default)
+drops weak faces that no person surrounds.
 """
 
 from __future__ import annotations

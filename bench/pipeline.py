@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "videos"
 
 
-def child_pipeline(clip: str, out: str, fast: bool) -> dict:
+def child_pipeline(clip: str, out: str, fast: bool, people: bool = True) -> dict:
     """Runs in the child: the real Service on ``clip``; returns its figures."""
     from daemon import logs
     from daemon.config import Config
@@ -47,6 +47,7 @@ def child_pipeline(clip: str, out: str, fast: bool) -> dict:
             "camera": {"name": "bench", "loop": False, "realtime": not fast},
             "recording": {"path": out, "min_free_percent": 0},
             "mqtt": {"enabled": False},
+            "detect": {"people": {"enabled": people}},
         }
     )
     times: list[float] = []
@@ -113,7 +114,7 @@ def run_child(kind: str, clip: Path) -> dict:
         t0 = time.monotonic()
         p = subprocess.Popen(
             [sys.executable, __file__, "--child", kind, str(clip), out], stdout=so, stderr=se
-        )
+        )  # kind "fast-nopeople": --fast with detect.people off
         _, status, ru = os.wait4(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)
         wall = time.monotonic() - t0
@@ -148,20 +149,41 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         sys.path.insert(0, str(REPO))  # this checkout, even when another one is installed
         kind, clip, out = sys.argv[2:5]
+        people = not kind.endswith("-nopeople")
+        kind = kind.removesuffix("-nopeople")
         res = (
-            child_plain(clip, out) if kind == "plain" else child_pipeline(clip, out, kind == "fast")
+            child_plain(clip, out)
+            if kind == "plain"
+            else child_pipeline(clip, out, kind == "fast", people)
         )
         print(json.dumps(res))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--clip", action="append", type=Path, help="instead of the default clips")
+    ap.add_argument(
+        "--people",
+        action="store_true",
+        help="only compare CPU-ms/frame (--fast) with detect.people on and off, alternating",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         clips = [(c.name, c) for c in args.clip] if args.clip else make_clips(Path(tmp))
         load = " ".join(f"{v:.2f}" for v in os.getloadavg())
         print(f"cpus={os.cpu_count()} repeat={args.repeat} (medians); load average {load}")
         for name, clip in clips:
+            if args.people:
+                on, off = [], []
+                for _ in range(args.repeat):  # alternate, so that load changes hit both
+                    off.append(run_child("fast-nopeople", clip))
+                    on.append(run_child("fast", clip))
+                a, b = median(on, "cpu_ms_per_frame"), median(off, "cpu_ms_per_frame")
+                print(
+                    f"{name}: people on {a:.1f} CPU-ms/frame (detector "
+                    f"{median(on, 'detector_ms'):.0f} ms/run), off {b:.1f} "
+                    f"(detector {median(off, 'detector_ms'):.0f} ms/run) -> on/off = {a / b:.2f}"
+                )
+                continue
             fast = [run_child("fast", clip) for _ in range(args.repeat)]
             plain = [run_child("plain", clip) for _ in range(args.repeat)]
             live = run_child("live", clip)

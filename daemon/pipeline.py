@@ -30,12 +30,15 @@ import numpy as np
 from daemon.capture.runner import CaptureRunner
 from daemon.capture.sources import Source
 from daemon.config import Config
+from daemon.detect.combined import detect_frame
+from daemon.detect.people_config import object_labels
 from daemon.events import STATS_PERIOD_S, PipelineListener
 from daemon.frames import Frame, MaskedFrame
 from daemon.gate import DetectionResult, Gate
 from daemon.logs import fields
 from daemon.mask.check import checked_masker
 from daemon.mask.masker import grow
+from daemon.mask.people import for_tracking, tracked_mask_box
 from daemon.record.recorder import Recorder
 from daemon.regions import Detection, Region
 from daemon.state import StateStore
@@ -59,8 +62,9 @@ class MaskerLike(Protocol):
 class _Events:
     """Turns per-frame track counts into start/update/end events."""
 
-    def __init__(self, camera: str) -> None:
+    def __init__(self, camera: str, label: str = "face") -> None:
         self.camera = camera
+        self.label = label
         self.current: dict[str, Any] | None = None
         self._n = 0
 
@@ -71,10 +75,11 @@ class _Events:
                 return None
             self._n += 1
             stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
+            kind = "" if self.label == "face" else f"{self.label}-"
             cur = {
                 "type": "start",
-                "id": f"{self.camera}-{stamp}-{self._n}",
-                "label": "face",
+                "id": f"{self.camera}-{kind}{stamp}-{self._n}",
+                "label": self.label,
                 "count": count,
                 "max_count": count,
                 "track_ids": track_ids,
@@ -129,6 +134,11 @@ class Pipeline:
         self.gate = Gate(cfg.gate, wall_clock=not fast)
         self.tracker = Tracker(cfg.track, bridge_s=cfg.gate.deadline_ms / 1000.0)
         self._events = _Events(cfg.camera.name)
+        # person, car, dog, cat: one event stream each, beside the faces'
+        self._label_events = [
+            _Events(cfg.camera.name, label) for label in object_labels(cfg.detect.people)
+        ]
+        self._sensor_label = "person" if self._label_events else "face"
         self._cond = threading.Condition()
         self._pending: deque[Frame] = deque()
         self._latest: Frame | None = None
@@ -267,9 +277,12 @@ class Pipeline:
         rec = Recorder(cfg.recording, cfg.camera.name, self.source_fps(), on_written=self._written)
         rec.enabled = self._recording_on
         rec.start()
-        if self._events.current is not None:
+        if self._any_event():
             rec.set_event(True)
         return rec
+
+    def _any_event(self) -> bool:
+        return any(e.current is not None for e in (self._events, *self._label_events))
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -392,7 +405,7 @@ class Pipeline:
                 self._cond.notify_all()
             t0 = time.monotonic()
             try:
-                dets = self.detector.detect(frame.image)
+                dets = detect_frame(self.detector, frame.image, frame.pts)
                 done = time.monotonic()
                 r = DetectionResult(frame.index, frame.pts, done, list(dets), ms=(done - t0) * 1e3)
             except ModelError as exc:
@@ -446,7 +459,9 @@ class Pipeline:
                 for r in self._new_results:
                     self.gate.add(r)
                     if r.ok:
-                        self.tracker.update(r.index, r.pts, r.detections or [])
+                        mode = self.cfg.mask.people  # heads: the tracker follows heads
+                        dets = [for_tracking(d, mode) for d in r.detections or []]
+                        self.tracker.update(r.index, r.pts, dets)
                 self._new_results.clear()
                 if self.fatal:
                     self._pending.clear()
@@ -500,10 +515,11 @@ class Pipeline:
             # not the detector's fault: say what failed (e.g. the masker on this frame)
             self._fail(f"output failed: {type(exc).__name__}: {exc}", "the output stage failed")
         finally:
-            if self._events.current is not None:
-                ev = self._events.step(0, [], time.time())
-                if ev is not None:
-                    self._send_event(ev)
+            for events in (self._events, *self._label_events):
+                if events.current is not None:
+                    ev = events.step(0, [], time.time())
+                    if ev is not None:
+                        self._send_event(ev)
             self._maybe_stats(force=True)
             self.done.set()
 
@@ -529,11 +545,14 @@ class Pipeline:
         self.gate.forget_before(frame.index)
         self.faces = len(faces)
         when = time.time() - (time.monotonic() - frame.captured)
-        ev = self._events.step(len(faces), sorted(b.track_id for b in faces), when)
-        if ev is not None:
-            if self.recorder is not None and ev["type"] in ("start", "end"):
-                self.recorder.set_event(ev["type"] == "start")
-            self._send_event(ev)
+        active = self._any_event()
+        for events in (self._events, *self._label_events):
+            mine = [b.track_id for b in boxes if b.label == events.label]
+            ev = events.step(len(mine), sorted(mine), when)
+            if ev is not None:
+                self._send_event(ev)
+        if self.recorder is not None and self._any_event() != active:
+            self.recorder.set_event(not active)
         if masked is None:
             return
         self.frames_total += 1
@@ -554,7 +573,10 @@ class Pipeline:
         """Tracked boxes grown by the mask margin, carrying their track id."""
         out = []
         for b in boxes:
-            box = grow(b.box, self.cfg.mask.margin, frame.width, frame.height)
+            part = tracked_mask_box(b.label, b.box, self.cfg.mask.people)  # None: not masked
+            if part is None:
+                continue
+            box = grow(part, self.cfg.mask.margin, frame.width, frame.height)
             if box is not None:
                 out.append(
                     Region(box, b.label, self.cfg.mask.shape, b.score, b.box, (), b.track_id)
@@ -601,10 +623,14 @@ class Pipeline:
         self._send_event(ev)
 
     def _send_event(self, ev: dict[str, Any]) -> None:
-        if ev["type"] in ("start", "end"):
+        # the state file keeps one open event: the one behind the "Person" sensor (person
+        # events when people are detected, else face events), ended at the next start
+        if ev["type"] in ("start", "end") and ev["label"] == self._sensor_label:
             self.state.set_open_event(ev if ev["type"] == "start" else None)
         level = logging.DEBUG if ev["type"] == "update" else logging.INFO
-        log.log(level, f"face event {ev['type']}", extra=fields(id=ev["id"], count=ev["count"]))
+        log.log(
+            level, f"{ev['label']} event {ev['type']}", extra=fields(id=ev["id"], count=ev["count"])
+        )
         for listener in self.listeners:
             try:
                 listener.on_event(ev)

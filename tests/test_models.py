@@ -22,6 +22,7 @@ BACKEND = {
     "blazeface_short_range": "blazeface",
     "blazeface_full_range": "blazeface",
 }
+PEOPLE = {"ssd_mobilenetv2_oidv4"}  # daemon/detect/ssd_people.py; checked in test_people.py
 
 
 def _names() -> list[str]:
@@ -29,10 +30,23 @@ def _names() -> list[str]:
 
 
 def test_manifest_lists_every_model_and_nothing_else() -> None:
-    assert set(BACKEND) == set(_names())
+    assert set(BACKEND) | PEOPLE == set(_names())
 
 
-@pytest.mark.parametrize("name", sorted(BACKEND))
+def test_every_model_names_its_source_and_an_existing_licence_file() -> None:
+    for name, info in read_manifest(REPO_MODELS).items():
+        src = info.meta["source"]
+        assert src["licence"] and len(src["sha256"]) == 64, name
+        assert (REPO_MODELS / src["licence_file"]).is_file(), name
+    person = read_manifest(REPO_MODELS)["ssd_mobilenetv2_oidv4"].meta
+    assert person["source"]["fetch"] == "npm pack @mediapipe/objectron@0.4.1675468480"
+    assert person["source"]["sha256"] == (
+        "d0a5255bf8c4f5a0bc4240741a76c41d5e939f7655078f945f50ab53a9375da6"
+    )
+    assert {"Person", "Car", "Dog", "Cat"} <= set(person["labels"])
+
+
+@pytest.mark.parametrize("name", sorted(set(BACKEND) | PEOPLE))
 def test_model_matches_its_hash_and_loads(name: str) -> None:
     info = verified_model(name, REPO_MODELS)
     assert sha256_of(info.path) == info.sha256

@@ -44,12 +44,17 @@ def test_a_crashed_runs_stats_and_open_event_are_replaced_on_restart(
     w = Watcher(broker, (f"{BASE}/#",)).start()
     p = start(cfg, tmp_path / "run1.log")
     try:
-        w.wait(lambda ms: any(e["type"] == "start" for e in events(w)), 60, "a face event")
+        # the state file keeps the event behind the "Person" sensor: the person event
+        w.wait(
+            lambda ms: any(e["type"] == "start" and e["label"] == "person" for e in events(w)),
+            60,
+            "a person event",
+        )
         w.wait(lambda ms: any(s["faces"] >= 1 for s in stats(w)), 30, "stats with the face")
     finally:
         p.send_signal(signal.SIGKILL)
         p.wait(30)
-    opened = next(e for e in events(w) if e["type"] == "start")
+    opened = next(e for e in events(w) if e["type"] == "start" and e["label"] == "person")
     assert not any(e["type"] == "end" for e in events(w))  # killed: no end was sent
     w.stop()
 

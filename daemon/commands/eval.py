@@ -14,9 +14,9 @@ from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=["faces", "video"], help="what to evaluate")
+    p.add_argument("what", choices=["faces", "people", "video"], help="what to evaluate")
     p.add_argument("clip", nargs="?", help="video: the clip the reference was made on")
-    p.add_argument("--dataset", help="faces: folder with images/ and annotations.jsonl")
+    p.add_argument("--dataset", help="faces, people: folder with images/ and annotations.jsonl")
     p.add_argument("--reference", metavar="FILE", help="video: reference faces (JSON Lines)")
     p.add_argument(
         "--regions",
@@ -47,6 +47,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="only these perturbations, comma-separated (e.g. night_ir,low_light)",
     )
     p.add_argument("--no-ssim", action="store_true", help="skip SSIM")
+    p.add_argument(
+        "--people",
+        action="store_true",
+        help="faces: also run the person model (detect.people) and mask per mask.people, as "
+        "veilcam mask does on photos (AP stays the face model's)",
+    )
 
 
 def _f(v: float | None, digits: int = 4) -> str:
@@ -104,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         from daemon.commands import eval_video
 
         return eval_video.run(args)
+    if args.what == "people":
+        return _people(args)
     if not args.dataset:
         print("veilcam eval faces: needs --dataset DIR", file=sys.stderr)
         return 2
@@ -119,7 +127,12 @@ def run(args: argparse.Namespace) -> int:
     if cfg is None:
         return 2
     try:
-        detector = build_detector(cfg.detect)
+        if args.people:
+            from daemon.detect.combined import build_frame_detector
+
+            detector = build_frame_detector(cfg.detect, every=1)
+        else:
+            detector = build_detector(cfg.detect)
     except ModelError as exc:
         print(f"veilcam eval: {exc}", file=sys.stderr)
         return 1
@@ -151,4 +164,36 @@ def run(args: argparse.Namespace) -> int:
         "mask": cfg.mask.model_dump(mode="json"),
     }
     print(json.dumps(result, indent=2) if args.json else _table(result))
+    return 0 if not result["unreadable"] else 1
+
+
+def _people(args: argparse.Namespace) -> int:
+    """``veilcam eval people --dataset DIR``: the configured person detector (detect.people),
+    every image a single still (whole frame and tiles), recall and AP at IoU 0.5."""
+    from daemon.commands._common import load_config
+    from daemon.detect import ModelError
+    from daemon.detect.ssd_people import PeopleDetector
+    from daemon.evaluate.dataset import DatasetError
+    from daemon.evaluate.people import evaluate_people, table
+
+    if not args.dataset:
+        print("veilcam eval people: needs --dataset DIR", file=sys.stderr)
+        return 2
+    cfg = load_config(args.config, args.set)
+    if cfg is None:
+        return 2
+    try:
+        det = PeopleDetector(cfg.detect.people, cfg.detect.models_dir, cfg.detect.threads)
+    except ModelError as exc:
+        print(f"veilcam eval: {exc}", file=sys.stderr)
+        return 1
+    try:
+        result = evaluate_people(det.detect, Path(args.dataset), limit=args.limit)
+    except DatasetError as exc:
+        print(f"veilcam eval: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        det.close()
+    result["config"] = cfg.detect.people.model_dump(mode="json")
+    print(json.dumps(result, indent=2) if args.json else table(result))
     return 0 if not result["unreadable"] else 1

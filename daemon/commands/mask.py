@@ -72,12 +72,15 @@ class Runner:
     """Masks each job; keeps the detector, masker and regions file across jobs."""
 
     def __init__(self, args: argparse.Namespace, cfg: Any, n_videos: int, n_images: int) -> None:
-        from daemon.detect import build_detector
+        from daemon.detect.combined import build_frame_detector
         from daemon.mask.masker import Masker
 
         self.args = args
         self.cfg = cfg
-        self.detector = build_detector(cfg.detect)
+        # no tracker here: frame t is masked with what frames t - video_hold_frames .. t + ahead
+        # found, so a person pass every video_hold_frames + 1 frames leaves no frame without
+        # one at most video_hold_frames old (photos: always, ``still``)
+        self.detector = build_frame_detector(cfg.detect, every=cfg.mask.video_hold_frames + 1)
         self.masker = Masker(cfg.mask)
         self.out_dir = Path(args.output)
         self.failed: set[Path] = set()

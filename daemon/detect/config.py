@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from daemon.detect.people_config import PeopleConfig
 from daemon.schema import StrictModel
 
 TileScale = Annotated[float, Field(ge=0.1, le=3.0)]
@@ -151,3 +152,4 @@ class DetectConfig(StrictModel):
     centerface: CenterFaceConfig = Field(default_factory=CenterFaceConfig)
     blazeface: BlazeFaceConfig = Field(default_factory=BlazeFaceConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    people: PeopleConfig = Field(default_factory=PeopleConfig)

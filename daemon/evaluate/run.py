@@ -62,7 +62,7 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 def _ap_dets(regions: list) -> tuple[np.ndarray, np.ndarray]:
     """The detector's own boxes and scores behind the face regions (for AP)."""
-    face_det = [r for r in regions if r.det is not None]
+    face_det = [r for r in regions if r.det is not None and r.label == "face"]
     boxes = np.array([r.det for r in face_det], np.float64).reshape(-1, 4)
     return boxes, np.array([r.score or 0.0 for r in face_det], np.float64)
 

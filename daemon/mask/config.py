@@ -55,3 +55,14 @@ class MaskConfig(StrictModel):
         "fill", description="how privacy zones are hidden"
     )
     zones: list[ZoneConfig] = Field(default_factory=list, max_length=64)
+    people: Literal["heads", "bodies", "off"] = Field(
+        "heads",
+        description="tracked people (detect.people): mask their heads (top 22 % of the box, "
+        "60 % of its width), their whole box, or nothing (events only)",
+    )
+
+    @field_validator("people", mode="before")
+    @classmethod
+    def _off(cls, v: object) -> object:
+        """YAML 1.1 reads a bare ``off`` as false: take it as "off", as the user wrote it."""
+        return "off" if v is False else v

@@ -16,6 +16,7 @@ import numpy as np
 from daemon.frames import Frame, MaskedFrame, claim_masker_key
 from daemon.mask import styles
 from daemon.mask.config import MaskConfig
+from daemon.mask.people import mask_box
 from daemon.regions import Box, Detection, Region
 
 _KEY = claim_masker_key()
@@ -87,6 +88,10 @@ class Masker:
                 det, score, label = item.box, item.score, item.label
                 if score < self.cfg.min_score:
                     continue
+                part = mask_box(label, det, self.cfg.people)
+                if part is None:
+                    continue
+                det = part
             else:
                 det, score, label = tuple(float(v) for v in item), None, "face"  # type: ignore[assignment]
             box = grow(det, self.cfg.margin, frame_w, frame_h)

@@ -35,6 +35,7 @@ from collections import deque
 from typing import Any
 
 from daemon.config import Config
+from daemon.detect.people_config import object_labels
 from daemon.events import PipelineControls
 from daemon.frames import MaskedFrame, require_masked
 from daemon.logs import fields
@@ -56,8 +57,18 @@ def _onoff(v: bool) -> str:
 class MQTTBridge:
     """Publishes what the pipeline does and applies Home Assistant's commands."""
 
-    def __init__(self, cfg: MQTTConfig, camera: str, controls: PipelineControls) -> None:
+    def __init__(
+        self,
+        cfg: MQTTConfig,
+        camera: str,
+        controls: PipelineControls,
+        labels: tuple[str, ...] = (),
+    ) -> None:
+        """``labels``: what the person detector reports (person, car, dog, cat). Without it the
+        "Person" sensor follows the face events, as before people were detected."""
         self.cfg = cfg
+        self.labels = tuple(labels)
+        self._keys = ("person", *(k for k in self.labels if k != "person"))
         self.camera = camera
         self.controls = controls
         self.topics = Topics(cfg.topic_base(camera))
@@ -71,6 +82,7 @@ class MQTTBridge:
         self._latest: MaskedFrame | None = None
         self._commands: deque[Command] = deque(maxlen=MAX_PENDING_COMMANDS)
         self._want_event_frame = False  # the next frame becomes an event snapshot
+        self._event_labels: set[str] = set()  # ... also published as these labels' snapshots
         self._snap: tuple[MaskedFrame, str] | None = None  # (frame, why) waiting to be sent
         self._snap_request = False  # the button: send the latest frame
         self._blank_sent = False  # the privacy frame has replaced the retained picture
@@ -79,11 +91,13 @@ class MQTTBridge:
         self._dirty_states = False
         self._dirty_stats = False
         self._face = False
-        self._person = False
-        self._person_changes: deque[bool] = deque(maxlen=16)  # each start/end, in order
+        self._on = dict.fromkeys(self._keys, False)  # binary sensor per label
+        self._count = dict.fromkeys(self._keys, 0)
+        # each start/update/end, in order: (label, on, count)
+        self._person_changes: deque[tuple[str, bool, int]] = deque(maxlen=64)
         self._stats: dict[str, Any] = {}
-        self._update: dict[str, Any] | None = None  # an `update` event waiting for its turn
-        self._last_update_t = 0.0
+        self._updates: dict[str, dict[str, Any]] = {}  # event id -> update waiting its turn
+        self._last_update_t: dict[str, float] = {}  # event id -> when its last one went out
         self._last_event_snap_t = -1e9
         self._worker = threading.Thread(target=self._work, name="mqtt-bridge", daemon=True)
 
@@ -152,8 +166,9 @@ class MQTTBridge:
                 self._dirty_states = notify = True
             if self._want_event_frame:
                 self._want_event_frame = False
+                labels, self._event_labels = sorted(self._event_labels), set()
                 if not self.controls.privacy:
-                    self._snap = (frame, "event")
+                    self._snap = (frame, "event:" + ",".join(labels))
                     notify = True
             if frame.reason == "privacy":
                 if not self._blank_sent:
@@ -167,34 +182,43 @@ class MQTTBridge:
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
+        eid = str(event.get("id"))
         now = time.monotonic()
         with self._cond:
             send = True
             if kind == "update":
-                if now - self._last_update_t < self.cfg.event_update_min_s:
-                    self._update, send = event, False  # the latest waits for its turn
+                if now - self._last_update_t.get(eid, 0.0) < self.cfg.event_update_min_s:
+                    self._updates[eid], send = event, False  # the latest waits for its turn
                 else:
-                    self._update, self._last_update_t = None, now
-            else:  # start, end: at once; an update still waiting is superseded
-                self._update = None
-                self._last_update_t = now if kind == "start" else 0.0
-            person = kind != "end"
-            if person != self._person:
-                self._person = person
-                self._person_changes.append(person)
+                    self._updates.pop(eid, None)
+                    self._last_update_t[eid] = now
+            else:  # start, end: at once; an update of the event still waiting is superseded
+                self._updates.pop(eid, None)
+                if kind == "start":
+                    self._last_update_t[eid] = now
+                else:
+                    self._last_update_t.pop(eid, None)
+            key = self._label_key(event)
+            on = kind != "end"
+            count = int(event.get("count", 0)) if on else 0
+            if key in self._on and (on != self._on[key] or count != self._count[key]):
+                self._on[key], self._count[key] = on, count
+                self._person_changes.append((key, on, count))
             if send and kind in ("start", "update"):
-                self._event_snapshot(now, force=kind == "start")
+                self._event_snapshot(now, key, force=kind == "start")
             self._cond.notify_all()
         if send:
             self._send_event(event)
 
-    def _event_snapshot(self, now: float, force: bool) -> None:
+    def _event_snapshot(self, now: float, key: str, force: bool) -> None:
         """Ask for the next frame as an event snapshot (a start always; else rate-limited)."""
         if not self.cfg.snapshot_on_events:
             return
         if force or now - self._last_event_snap_t >= self.cfg.event_snapshot_min_s:
             self._want_event_frame = True
             self._last_event_snap_t = now
+            if self.labels and key in self._on:
+                self._event_labels.add(key)
 
     def _send_event(self, event: dict[str, Any]) -> None:
         payload = json.dumps({**event, "event_type": event.get("type")}, default=str).encode()
@@ -202,10 +226,15 @@ class MQTTBridge:
         if link is not None:
             link.send_event(self.topics.events, payload)
 
-    def _update_due(self) -> bool:
-        return self._update is not None and (
-            time.monotonic() - self._last_update_t >= self.cfg.event_update_min_s
-        )
+    def _label_key(self, event: dict[str, Any]) -> str:
+        """The binary sensor an event drives (faces drive "person" without a person detector)."""
+        label = str(event.get("label", "face"))
+        return "person" if label == "face" and "person" not in self.labels else label
+
+    def _due_updates(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        lim = self.cfg.event_update_min_s
+        return [e for k, e in self._updates.items() if now - self._last_update_t.get(k, 0) >= lim]
 
     def on_stats(self, stats: dict[str, Any]) -> None:
         with self._cond:
@@ -267,7 +296,7 @@ class MQTTBridge:
             or self._snap is not None
             or (self._snap_request and self._shown(self._latest))
             or self._interval_due()
-            or self._update_due()
+            or self._due_updates()
         )
 
     def _shown(self, frame: MaskedFrame | None) -> bool:
@@ -282,8 +311,9 @@ class MQTTBridge:
         now = time.monotonic()
         iv = self.cfg.snapshot_interval_s
         wait = max(0.01, iv - (now - self._last_snap_t)) if iv else 3600.0
-        if self._update is not None:
-            wait = min(wait, max(0.01, self.cfg.event_update_min_s - (now - self._last_update_t)))
+        for k in self._updates:
+            left = self.cfg.event_update_min_s - (now - self._last_update_t.get(k, 0.0))
+            wait = min(wait, max(0.01, left))
         return wait
 
     def _apply(self, cmd: Command) -> None:
@@ -307,10 +337,12 @@ class MQTTBridge:
     def _publish_due(self) -> None:
         link = self.link
         with self._cond:
-            update = self._update if self._update_due() else None
-            if update is not None:
-                self._update, self._last_update_t = None, time.monotonic()
-                self._event_snapshot(self._last_update_t, force=False)
+            updates = self._due_updates()
+            for ev in updates:
+                eid = str(ev.get("id"))
+                self._updates.pop(eid, None)
+                self._last_update_t[eid] = time.monotonic()
+                self._event_snapshot(self._last_update_t[eid], self._label_key(ev), force=False)
             announce, self._announce = self._announce, False
             states, self._dirty_states = self._dirty_states, False
             stats_due, self._dirty_stats = self._dirty_stats, False
@@ -324,27 +356,33 @@ class MQTTBridge:
             if self._interval_due():
                 self._last_snap_t = time.monotonic()  # privacy on: skip this round
                 self.snapshot_rounds += 1
-            face, person = self._face, self._person
+            face, objects = self._face, {k: (self._on[k], self._count[k]) for k in self._keys}
             person_changes = list(self._person_changes)
             self._person_changes.clear()
             stats = dict(self._stats)
-        if update is not None:
-            self._send_event(update)
+        for ev in updates:
+            self._send_event(ev)
         if link is None:
             return
         t = self.topics
         if announce:
-            for topic, payload in discovery_messages(t, self.camera, self.cfg.discovery_prefix):
+            for topic, payload in discovery_messages(
+                t, self.camera, self.cfg.discovery_prefix, self.labels
+            ):
                 link.publish(topic, json.dumps(payload), retain=True, qos=1)
             log.info("Home Assistant discovery published", extra=fields(base=t.base))
         if states:
             link.publish(t.state("privacy"), _onoff(self.controls.privacy), retain=True, qos=1)
             link.publish(t.state("recording"), _onoff(self.controls.recording), retain=True, qos=1)
             link.publish(t.face, _onoff(face), retain=True)
-            if not person_changes:
-                link.publish(t.person, _onoff(person), retain=True)
-        for on in person_changes:  # a short visit still shows as ON then OFF
-            link.publish(t.person, _onoff(on), retain=True)
+            changed = {k for k, _, _ in person_changes}
+            for k, (on, n) in objects.items():
+                if k not in changed:
+                    link.publish(t.object(k), _onoff(on), retain=True)
+                    link.publish(t.count(k), str(n), retain=True)
+        for k, on, n in person_changes:  # a short visit still shows as ON then OFF
+            link.publish(t.object(k), _onoff(on), retain=True)
+            link.publish(t.count(k), str(n), retain=True)
         if stats_due:
             # before the pipeline's first figures (connected while it starts): fresh "starting"
             # figures, so a crashed run's retained ones (Faces=5 while Face=off) do not stay
@@ -392,12 +430,17 @@ class MQTTBridge:
         if link.publish(self.topics.snapshot, jpeg, retain=True):
             self.snapshots_sent += 1
             log.debug("snapshot", extra=fields(why=why, frame=frame.index, bytes=len(jpeg)))
+        # an event's frame is also the latest snapshot of its labels (image entity per label)
+        for label in why.removeprefix("event:").split(",") if why.startswith("event:") else ():
+            if label:
+                link.publish(self.topics.label_snapshot(label), jpeg, retain=True)
 
 
 def attach(service: Any, cfg: Config) -> MQTTBridge:
     """Start the bridge for a service (connecting only if ``mqtt.enabled``; a reload can turn it
     on or off). The daemon records whatever the broker does."""
-    bridge = MQTTBridge(cfg.mqtt, cfg.camera.name, service)
+    labels = tuple(object_labels(cfg.detect.people))
+    bridge = MQTTBridge(cfg.mqtt, cfg.camera.name, service, labels)
     service.add_listener(bridge)
     service.reload_hooks.append(bridge.reconfigure)
     bridge.start()

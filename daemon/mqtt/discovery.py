@@ -48,6 +48,18 @@ class Topics:
     def face(self) -> str:
         return f"{self.base}/face"
 
+    def object(self, label: str) -> str:
+        """ON/OFF while a tracked ``label`` (person, car, dog, cat) is in view."""
+        return f"{self.base}/{label}"
+
+    def label_snapshot(self, label: str) -> str:
+        """The masked frame of ``label``'s latest event start or update (retained JPEG)."""
+        return f"{self.base}/{label}/snapshot"
+
+    def count(self, label: str) -> str:
+        """How many tracked ``label`` objects are in view (retained, on every change)."""
+        return f"{self.base}/{label}/count"
+
     def state(self, switch: str) -> str:
         return f"{self.base}/{switch}/state"
 
@@ -82,10 +94,56 @@ def _stat(name: str, key: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "value_template": "{{ value_json." + key + " }}", **extra}
 
 
-def entities(t: Topics) -> list[tuple[str, str, dict[str, Any]]]:
-    """(component, key, component-specific config) of every entity."""
+LABEL_NAMES = {"person": "Person", "car": "Car", "dog": "Dog", "cat": "Cat"}
+LABEL_ICONS = {"person": "mdi:account", "car": "mdi:car", "dog": "mdi:dog", "cat": "mdi:cat"}
+
+
+def object_entities(t: Topics, labels: tuple[str, ...]) -> list[tuple[str, str, dict[str, Any]]]:
+    """Per label of the person detector: an occupancy binary sensor (Person's already exists),
+    an image entity with the masked frame of its latest event and a count sensor, like
+    Frigate's per-object topics."""
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    for label in labels:
+        name = LABEL_NAMES.get(label, label.capitalize())
+        if label != "person":
+            out.append(
+                (
+                    "binary_sensor",
+                    label,
+                    {
+                        "name": name,
+                        "state_topic": t.object(label),
+                        "device_class": "occupancy",
+                        "payload_on": ON,
+                        "payload_off": OFF,
+                        "icon": LABEL_ICONS.get(label),
+                    },
+                )
+            )
+        out.append(
+            (
+                "image",
+                f"{label}_snapshot",
+                {"name": f"{name} snapshot", "image_topic": t.label_snapshot(label),
+                 "content_type": "image/jpeg"},
+            )
+        )  # fmt: skip
+        out.append(
+            (
+                "sensor",
+                f"{label}_count",
+                {"name": f"{name} count", "state_topic": t.count(label),
+                 "state_class": "measurement", "icon": LABEL_ICONS.get(label)},
+            )
+        )  # fmt: skip
+    return out
+
+
+def entities(t: Topics, labels: tuple[str, ...] = ()) -> list[tuple[str, str, dict[str, Any]]]:
+    """(component, key, component-specific config) of every entity. ``labels``: what the person
+    detector reports (empty when it is off: then "Person" follows the face events)."""
     stats = {"state_topic": t.stats}
-    return [
+    return [*object_entities(t, labels),
         ("camera", "snapshot", {"name": "Snapshot", "topic": t.snapshot}),
         (
             "binary_sensor",
@@ -141,17 +199,20 @@ def entities(t: Topics) -> list[tuple[str, str, dict[str, Any]]]:
         (
             "event",
             "face_event",
-            {"name": "Face event", "state_topic": t.events, "event_types": list(EVENT_TYPES),
-             "icon": "mdi:account-eye"},
+            {"name": "Face event" if not labels else "Event", "state_topic": t.events,
+             "event_types": list(EVENT_TYPES), "icon": "mdi:account-eye"},
         ),
     ]  # fmt: skip
 
 
-def discovery_messages(t: Topics, camera: str, prefix: str) -> list[tuple[str, dict[str, Any]]]:
-    """(topic, payload) of every discovery config message, to publish retained."""
+def discovery_messages(
+    t: Topics, camera: str, prefix: str, labels: tuple[str, ...] = ()
+) -> list[tuple[str, dict[str, Any]]]:
+    """(topic, payload) of every discovery config message, to publish retained. Every event
+    carries its ``label`` (face, person, car, dog, cat) in the event entity's attributes."""
     node = f"veilcam_{camera}"
     out = []
-    for component, key, conf in entities(t):
+    for component, key, conf in entities(t, labels):
         payload = {
             **conf,
             "unique_id": f"{node}_{key}",

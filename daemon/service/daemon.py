@@ -147,10 +147,11 @@ class Service:
     # -- building ----------------------------------------------------------------------------
 
     def _build_detector(self, cfg: Config) -> Any:
-        from daemon.detect import ModelError, build_detector
+        from daemon.detect import ModelError
+        from daemon.detect.combined import build_frame_detector
 
         try:
-            det = build_detector(cfg.detect)
+            det = build_frame_detector(cfg.detect)  # faces, and people when enabled
             import numpy as np
 
             det.detect(np.zeros((64, 64, 3), np.uint8))  # load and warm up before any frame

@@ -43,6 +43,10 @@ MAX_GROWTH = 2.0  # face sizes per side a mask grows for motion, at most
 MAX_SPEED_GAP_S = 1.0  # observations further apart than this do not give a speed
 MAX_BRIDGE_S = 10.0  # a gap between detection results widens the hold by at most this
 RECENT_GAPS = 8  # the hold covers the longest of this many recent gaps between results
+# Person tracks (heads, from the person model) between its sparser passes: (unknown-speed
+# growth, motion growth) caps in head sizes per side. The face caps would widen a head four- to
+# fivefold between two passes; a masked head never shrinks below its last sighting either way.
+GROWTH_CAPS = {"person": (0.5, 1.0)}
 
 
 @dataclass(slots=True)
@@ -142,9 +146,10 @@ class Tracker:
         dt = abs(pts - o.pts)
         x, y, w, h = o.box
         v = t.velocity(at_end)
+        unknown_cap, cap = GROWTH_CAPS.get(t.label, (UNKNOWN_MAX_GROWTH, MAX_GROWTH))
         if v is None:
             size = max(w, h)
-            ex = ey = size * min(UNKNOWN_MAX_GROWTH, self.cfg.motion_growth * UNKNOWN_SPEED * dt)
+            ex = ey = size * min(unknown_cap, self.cfg.motion_growth * UNKNOWN_SPEED * dt)
             moved = o.box
         else:
             sign = 1.0 if at_end else -1.0
@@ -152,8 +157,8 @@ class Tracker:
             tx = max(-MAX_GROWTH * w, min(MAX_GROWTH * w, sign * v[0] * dt))
             ty = max(-MAX_GROWTH * h, min(MAX_GROWTH * h, sign * v[1] * dt))
             moved = (x + tx, y + ty, w, h)
-            ex = min(self.cfg.motion_growth * abs(v[0]) * dt, MAX_GROWTH * w)
-            ey = min(self.cfg.motion_growth * abs(v[1]) * dt, MAX_GROWTH * h)
+            ex = min(self.cfg.motion_growth * abs(v[0]) * dt, cap * w)
+            ey = min(self.cfg.motion_growth * abs(v[1]) * dt, cap * h)
         g = self.cfg.lost_growth_per_s * dt
         ex += w * g / 2
         ey += h * g / 2
@@ -239,8 +244,9 @@ class Tracker:
                 (bx, by), (ax, ay) = _centre(before.box), _centre(after.box)
                 g = self.cfg.motion_growth * 0.5
                 lost = self.cfg.lost_growth_per_s * min(pts - before.pts, after.pts - pts)
-                ex = min(g * abs(ax - bx), MAX_GROWTH * b[2]) + b[2] * lost / 2
-                ey = min(g * abs(ay - by), MAX_GROWTH * b[3]) + b[3] * lost / 2
+                cap = GROWTH_CAPS.get(t.label, (UNKNOWN_MAX_GROWTH, MAX_GROWTH))[1]
+                ex = min(g * abs(ax - bx), cap * b[2]) + b[2] * lost / 2
+                ey = min(g * abs(ay - by), cap * b[3]) + b[3] * lost / 2
                 box = _grow(b, ex, ey)  # type: ignore[arg-type]
                 out.append(TrackedBox(box, t.id, t.label, max(before.score, after.score), False))
             elif before is not None:

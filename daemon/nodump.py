@@ -5,7 +5,9 @@ outside systemd, with ``ulimit -c unlimited`` as in a shell, a container or ``sc
 wrote 261 MB holding the luma rows of 7 source frames). The unit's ``LimitCORE=0`` covers only
 systemd, so every command that decodes frames calls :func:`forbid_core_dumps` first:
 
-* ``RLIMIT_CORE`` 0, soft and hard: no core file, and the process cannot raise it again;
+* ``RLIMIT_CORE`` soft limit 0: no core file (the hard limit is left as it was, so that a
+  program that runs these commands in its own process, as the tests do, can still start
+  children with cores allowed; raising it back does not help, see the next point);
 * ``PR_SET_DUMPABLE`` 0: no core even if someone raises the limit from outside (``prlimit``),
   and no ptrace attach by other processes of the same user.
 """
@@ -26,7 +28,8 @@ def forbid_core_dumps() -> bool:
     """Returns True when both protections are in place (False off Linux, after logging why)."""
     ok = True
     try:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
     except (ValueError, OSError) as exc:
         log.warning("cannot set RLIMIT_CORE to 0: %s", exc)
         ok = False

@@ -170,6 +170,9 @@ class Runner:
             file=sys.stderr,
         )
 
+        parts: list[Path] = [out]  # a new output file for each change of resolution
+        size: list[tuple[int, int]] = []  # the frame size the open writer was made for
+
         def emit() -> None:
             nonlocal writer, obscured
             frame = pending.popleft()
@@ -184,8 +187,21 @@ class Runner:
                 regions = self.masker.regions(dets, frame.width, frame.height)
                 masked = self.masker.mask(frame, regions)
             found.pop(t - hold, None)
+            if writer is not None and size[-1] != (frame.width, frame.height):
+                # a stream whose resolution changes: one encoder cannot take both sizes (it would
+                # keep the first size and crop), so the rest goes to a new file, said on stderr
+                old = size[-1]
+                writer.close()
+                writer = None
+                parts.append(out.with_name(f"{out.stem}_part{len(parts) + 1}{out.suffix}"))
+                print(
+                    f"veilcam mask: {job.src}: resolution changed from {old[0]}x{old[1]} to "
+                    f"{frame.width}x{frame.height} at frame {t}; continued in {parts[-1]}",
+                    file=sys.stderr,
+                )
             if writer is None:
-                writer = H264Writer(out, frame.width, frame.height, reader.fps, threads=1)
+                writer = H264Writer(parts[-1], frame.width, frame.height, reader.fps, threads=1)
+                size.append((frame.width, frame.height))
             writer.write(masked)
             if regions_out is not None:
                 line: dict[str, Any] = {"frame": frame.index}

@@ -81,6 +81,7 @@ class Recorder:
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self.bytes_on_disk = 0
         self.last_progress = time.monotonic()  # the thread handled something (watchdog)
+        self._last_check = time.monotonic()  # the open segment's file still exists
         self.retry_after_error_s = RETRY_AFTER_ERROR_S
 
     # -- called from the pipeline's output thread ----------------------------------------
@@ -255,6 +256,11 @@ class Recorder:
             self.on_written(frame, n)
         except Exception:
             log.exception("on_written callback failed")
+        if time.monotonic() - self._last_check > 1.0:
+            self._last_check = time.monotonic()
+            if not self._writer.path.exists():
+                self._segment_removed()
+                return
         if time.monotonic() - self._last_retention > RETENTION_EVERY_S:
             self._retention(keep=self._writer.path)
 
@@ -282,12 +288,30 @@ class Recorder:
         except OSError as exc:
             log.error("retention failed", extra=fields(error=exc))
 
+    def _segment_removed(self) -> None:
+        """The open segment's file (or its whole directory) was deleted under us: what it held is
+        gone with it. Say so, and go on in a new segment (the directories are made again); only
+        the frames since the last check (at most ~1 s) and the deleted file are lost."""
+        w, self._writer = self._writer, None
+        assert w is not None
+        self.error = f"recording removed while being written: {w.path}"
+        log.warning(
+            "open segment deleted, starting a new one",
+            extra=fields(path=w.path, frames_lost=w.frames_written),
+        )
+        with contextlib.suppress(EncodeError, OSError):
+            w.close()  # writes into the deleted file: frees the encoder, keeps nothing
+
     def _close_segment(self) -> None:
         w, self._writer = self._writer, None
         if w is None:
             return
         try:
             w.close()
+            if not w.path.exists():
+                self.error = f"recording removed while being written: {w.path}"
+                log.warning("segment deleted before it was finished", extra=fields(path=w.path))
+                return
             log.info("segment finished", extra=fields(path=w.path, frames=w.frames_written))
         except EncodeError as exc:
             self._disk_problem(exc, w.path)

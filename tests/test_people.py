@@ -304,8 +304,10 @@ def test_home_assistant_gets_person_car_dog_cat_sensors_counts_and_labelled_even
 ) -> None:
     from daemon.mqtt.config import MQTTConfig
 
+    # every event in order: the rate limits have their own test (tests/test_mqtt_restart.py)
     cfg = MQTTConfig(host="127.0.0.1", port=broker.port, retry_initial_s=0.05, retry_max_s=0.5,
-                     snapshot_interval_s=0)  # fmt: skip
+                     snapshot_interval_s=0, event_update_min_s=0,
+                     event_snapshot_min_s=0)  # fmt: skip
     base = "veilcam/porch"
     bridge = MQTTBridge(cfg, "porch", Controls(), ("person", "car", "dog", "cat"))
     w = Watcher(broker, ("homeassistant/#", f"{base}/#")).start()

@@ -2,7 +2,8 @@
 
 The open segment used to be logged "segment finished" though it was gone, and nothing said so.
 Now the daemon notices within a second, says so in the log, makes the directories again and goes
-on in a new segment, which plays.
+on in a new segment; the deleted segment is copied back from the unlinked file the encoder still
+holds open, and both play.
 """
 
 from __future__ import annotations
@@ -45,9 +46,12 @@ def test_deleted_recording_dir_is_reported_and_recording_goes_on(
         code, err = finish(p)
     assert code == 0, err[-2000:]
     assert "open segment deleted, starting a new one" in err
+    assert "deleted segment recovered" in err
+    with av.open(str(first[0])) as c:  # copied back from the file the encoder still held
+        assert sum(1 for _ in c.decode(video=0)) > 10
     finished = [line for line in err.splitlines() if "segment finished" in line]
     assert not any(str(first[0]) in line for line in finished), finished
     segs = sorted(rec.rglob("*.mp4"))
-    assert segs
-    with av.open(str(segs[-1])) as c:
-        assert sum(1 for _ in c.decode(video=0)) > 10
+    assert len(segs) == 2 and first[0] in segs  # the recovered one and the new one
+    with av.open(str(segs[-1])) as c:  # the new segment plays too
+        assert sum(1 for _ in c.decode(video=0)) >= 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import shutil
 import threading
@@ -289,18 +290,35 @@ class Recorder:
             log.error("retention failed", extra=fields(error=exc))
 
     def _segment_removed(self) -> None:
-        """The open segment's file (or its whole directory) was deleted under us: what it held is
-        gone with it. Say so, and go on in a new segment (the directories are made again); only
-        the frames since the last check (at most ~1 s) and the deleted file are lost."""
+        """The open segment's file (or its whole directory) was deleted under us.
+
+        Its frames still live in the unlinked file the encoder holds open: that file is finished
+        and copied back to its path in the recreated directory (fragmented MP4, so it plays), and
+        the next frame starts a new segment. Logged as a problem, never as "segment finished".
+        """
         w, self._writer = self._writer, None
         assert w is not None
-        self.error = f"recording removed while being written: {w.path}"
+        path = w.path
+        self.error = f"recording removed while being written: {path}"
         log.warning(
             "open segment deleted, starting a new one",
-            extra=fields(path=w.path, frames_lost=w.frames_written),
+            extra=fields(path=path, frames=w.frames_written),
         )
+        src = _open_deleted(path)
         with contextlib.suppress(EncodeError, OSError):
-            w.close()  # writes into the deleted file: frees the encoder, keeps nothing
+            w.close()  # finishes the unlinked file, which ``src`` still reads
+        if src is None:
+            log.error("deleted segment could not be recovered", extra=fields(path=path))
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with os.fdopen(src, "rb") as fin, open(path, "xb") as fout:
+                shutil.copyfileobj(fin, fout)
+            log.warning("deleted segment recovered", extra=fields(path=path))
+        except OSError as exc:
+            log.error("deleted segment could not be recovered", extra=fields(path=path, error=exc))
+        with contextlib.suppress(OSError):
+            self.bytes_on_disk = retention.disk_usage(self.camera_dir)
 
     def _close_segment(self) -> None:
         w, self._writer = self._writer, None
@@ -317,3 +335,17 @@ class Recorder:
             self._disk_problem(exc, w.path)
         with contextlib.suppress(OSError):
             self.bytes_on_disk = retention.disk_usage(self.camera_dir)
+
+
+def _open_deleted(path: Path) -> int | None:
+    """A read descriptor on the unlinked file this process still has open as ``path``."""
+    want = f"{os.path.abspath(path)} (deleted)"
+    try:
+        for name in os.listdir("/proc/self/fd"):
+            link = f"/proc/self/fd/{name}"
+            with contextlib.suppress(OSError):
+                if os.readlink(link) == want:
+                    return os.open(link, os.O_RDONLY)
+    except OSError:
+        pass
+    return None

@@ -206,9 +206,9 @@ class MQTTBridge:
                 self._person_changes.append((key, on, count))
             if send and kind in ("start", "update"):
                 self._event_snapshot(now, key, force=kind == "start")
+            if send:  # under the lock: a held update can never be sent after its end
+                self._send_event(event)
             self._cond.notify_all()
-        if send:
-            self._send_event(event)
 
     def _event_snapshot(self, now: float, key: str, force: bool) -> None:
         """Ask for the next frame as an event snapshot (a start always; else rate-limited)."""
@@ -343,6 +343,7 @@ class MQTTBridge:
                 self._updates.pop(eid, None)
                 self._last_update_t[eid] = time.monotonic()
                 self._event_snapshot(self._last_update_t[eid], self._label_key(ev), force=False)
+                self._send_event(ev)  # under the lock, as on_event sends (order with `end`)
             announce, self._announce = self._announce, False
             states, self._dirty_states = self._dirty_states, False
             stats_due, self._dirty_stats = self._dirty_stats, False
@@ -360,8 +361,6 @@ class MQTTBridge:
             person_changes = list(self._person_changes)
             self._person_changes.clear()
             stats = dict(self._stats)
-        for ev in updates:
-            self._send_event(ev)
         if link is None:
             return
         t = self.topics

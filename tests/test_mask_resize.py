@@ -7,6 +7,7 @@ size, and stderr says so.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -40,8 +41,10 @@ def test_a_resolution_change_starts_a_new_output(tmp_path: Path, data_dir: Path)
     src = tmp_path / "stream.ts"
     src.write_bytes(a.read_bytes() + b.read_bytes())  # one stream, two resolutions
     out = tmp_path / "out"
+    regions = tmp_path / "r.jsonl"
     p = subprocess.run(
-        [sys.executable, "-m", "daemon", "mask", str(src), "--output", str(out), "-q"],
+        [sys.executable, "-m", "daemon", "mask", str(src), "--output", str(out), "-q",
+         "--regions", str(regions)],
         cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
@@ -51,6 +54,12 @@ def test_a_resolution_change_starts_a_new_output(tmp_path: Path, data_dir: Path)
         with av.open(str(f)) as c:
             got = [fr.to_ndarray(format="bgr24").shape[:2] for fr in c.decode(video=0)]
         sizes[f.name] = (set(got), len(got))
+    # the signer's face is in every frame: masked in every frame, on both sides of the change
+    lines = [json.loads(x) for x in regions.read_text().splitlines()]
+    assert [r["frame"] for r in lines] == list(range(30))
+    assert all(any(g["label"] == "face" for g in r["regions"]) for r in lines)
+    big = [g["box"] for g in lines[15]["regions"] if g["label"] == "face"]
+    assert any(b[2] > 150 for b in big)  # boxes at the new, doubled scale
     assert sizes == {
         "stream.mp4": ({(540, 960)}, 15),
         "stream_part2.mp4": ({(1080, 1920)}, 15),

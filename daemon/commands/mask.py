@@ -211,9 +211,21 @@ class Runner:
                 regions_out.write(json.dumps(line) + "\n")
             bar.update(1)
 
+        in_size: tuple[int, int] | None = None
         try:
             for df in reader.frames():
                 frame = Frame(df.image, index=df.index, pts=df.pts, captured=0.0)
+                new = (frame.width, frame.height)
+                if in_size is not None and new != in_size:
+                    # a resolution change: the frames of the old size go out first, and the
+                    # faces held from them are rescaled so that their masks stay on the faces
+                    while pending:
+                        emit()
+                    sx, sy = new[0] / in_size[0], new[1] / in_size[1]
+                    for i in list(found):
+                        found[i] = _rescale(found[i], sx, sy)
+                    self.detector.reset()  # tile results are in the old frame's coordinates
+                in_size = new
                 try:
                     dets: list | None = self.detector.detect(df.image, stream=True)
                 except DetectorError:
@@ -246,6 +258,18 @@ class Runner:
             self.fail(
                 job.src, f"{job.src}: detection failed on {obscured} frames, written fully obscured"
             )
+
+
+def _rescale(dets: list | None, sx: float, sy: float) -> list | None:
+    """Detections of the old resolution in the new one (as on branch h11b)."""
+    from daemon.regions import Detection
+
+    if dets is None:
+        return None
+    return [
+        Detection((d.box[0] * sx, d.box[1] * sy, d.box[2] * sx, d.box[3] * sy), d.score, d.label)
+        for d in dets
+    ]
 
 
 def run(args: argparse.Namespace) -> int:

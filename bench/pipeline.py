@@ -13,6 +13,8 @@ Printed per clip, medians over the repeats:
 * pipeline at the clip's own frame rate (real-time pace): capture->written latency and whether
   every frame made it unobscured, which is the latency a live camera sees;
 * plain: the same decode + H.264 encode with no detection and no masking, for the ratio.
+* ``--escrow``: CPU-ms/frame with escrow on and off (children alternate), and the sealed
+  bytes beside the video's.
 * CPU-ms/frame: process CPU time (all threads) per written frame, first to last frame. It
   depends less on other jobs than fps does: on an idle machine fps <= 1000 * cores / it.
 Default privacy settings (config.yaml defaults) throughout. The load average is printed
@@ -35,19 +37,31 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "videos"
 
 
-def child_pipeline(clip: str, out: str, fast: bool, people: bool = True) -> dict:
+def child_pipeline(
+    clip: str, out: str, fast: bool, people: bool = True, escrow: bool = False
+) -> dict:
     """Runs in the child: the real Service on ``clip``; returns its figures."""
     from daemon import logs
     from daemon.config import Config
     from daemon.service.daemon import Service
 
     logs.setup("warning")
+    section: dict = {"enabled": False}
+    if escrow:  # a throw-away owner key: only its public half is needed to seal
+        from nacl.public import PrivateKey
+
+        from daemon.escrow.keys import public_text
+
+        pub = Path(out) / "escrow.pub"
+        pub.write_text(public_text(PrivateKey.generate().public_key))
+        section = {"enabled": True, "public_key_file": str(pub)}
     cfg = Config.model_validate(
         {
             "camera": {"name": "bench", "loop": False, "realtime": not fast},
             "recording": {"path": out, "min_free_percent": 0},
             "mqtt": {"enabled": False},
             "detect": {"people": {"enabled": people}},
+            "escrow": section,
         }
     )
     times: list[float] = []
@@ -64,6 +78,9 @@ def child_pipeline(clip: str, out: str, fast: bool, people: bool = True) -> dict
     code = svc.run()
     s = svc.pipeline.stats()
     n = len(times)
+    rec = Path(out) / "bench"
+    video = sum(f.stat().st_size for f in rec.rglob("*.mp4"))
+    sealed = sum(f.stat().st_size for f in rec.rglob("*.sealed"))
     span = times[-1] - times[0] if n > 1 else float("nan")
     return {
         "code": code,
@@ -76,6 +93,8 @@ def child_pipeline(clip: str, out: str, fast: bool, people: bool = True) -> dict
         "dropped": s["frames_dropped"],
         "detector_runs": svc.pipeline.detector_runs,
         "detector_ms": s["detector_ms"],
+        "video_bytes": video,
+        "sealed_bytes": sealed,
     }
 
 
@@ -149,12 +168,13 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         sys.path.insert(0, str(REPO))  # this checkout, even when another one is installed
         kind, clip, out = sys.argv[2:5]
-        people = not kind.endswith("-nopeople")
-        kind = kind.removesuffix("-nopeople")
+        people = "-nopeople" not in kind
+        escrow = "-escrow" in kind
+        kind = kind.split("-")[0]
         res = (
             child_plain(clip, out)
             if kind == "plain"
-            else child_pipeline(clip, out, kind == "fast", people)
+            else child_pipeline(clip, out, kind == "fast", people, escrow)
         )
         print(json.dumps(res))
         return
@@ -165,6 +185,11 @@ def main() -> None:
         "--people",
         action="store_true",
         help="only compare CPU-ms/frame (--fast) with detect.people on and off, alternating",
+    )
+    ap.add_argument(
+        "--escrow",
+        action="store_true",
+        help="only compare CPU-ms/frame (--fast) with escrow on and off, alternating",
     )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -182,6 +207,19 @@ def main() -> None:
                     f"{name}: people on {a:.1f} CPU-ms/frame (detector "
                     f"{median(on, 'detector_ms'):.0f} ms/run), off {b:.1f} "
                     f"(detector {median(off, 'detector_ms'):.0f} ms/run) -> on/off = {a / b:.2f}"
+                )
+                continue
+            if args.escrow:
+                on, off = [], []
+                for _ in range(args.repeat):
+                    off.append(run_child("fast", clip))
+                    on.append(run_child("fast-escrow", clip))
+                a, b = median(on, "cpu_ms_per_frame"), median(off, "cpu_ms_per_frame")
+                v, sb = median(on, "video_bytes"), median(on, "sealed_bytes")
+                print(
+                    f"{name}: escrow on {a:.1f} CPU-ms/frame, off {b:.1f} -> on/off = "
+                    f"{a / b:.3f}; sealed {sb / 1e6:.1f} MB beside {v / 1e6:.1f} MB of video "
+                    f"({100 * sb / v:.0f} %) for {median(on, 'frames'):.0f} frames"
                 )
                 continue
             fast = [run_child("fast", clip) for _ in range(args.repeat)]

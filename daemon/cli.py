@@ -13,13 +13,18 @@ import sys
 from daemon import __version__
 
 # commands that decode frames: no core dump may hold them (daemon/nodump.py)
-HANDLES_FRAMES = frozenset({"run", "mask", "eval"})
+HANDLES_FRAMES = frozenset({"run", "mask", "eval", "reveal"})
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("daemon.commands.run", "run the camera service (capture, detect, mask, record)"),
     "mask": ("daemon.commands.mask", "anonymise image and video files"),
     "eval": ("daemon.commands.eval", "measure face protection on an annotated data set"),
     "check-config": ("daemon.commands.check_config", "validate a config file"),
+    "keygen": ("daemon.commands.keygen", "make the owner's escrow key pair (on your computer)"),
+    "reveal": (
+        "daemon.commands.reveal",
+        "restore a segment's sealed regions with the owner key",
+    ),
 }
 
 

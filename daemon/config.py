@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError
 
 from daemon.capture.config import CameraConfig
 from daemon.detect.config import DetectConfig
+from daemon.escrow.config import PRIVATE_MARKER, EscrowConfig
 from daemon.gate import GateConfig
 from daemon.mask.config import MaskConfig
 from daemon.mqtt.config import MQTTConfig
@@ -37,6 +38,7 @@ class Config(StrictModel):
     mask: MaskConfig = Field(default_factory=MaskConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
+    escrow: EscrowConfig = Field(default_factory=EscrowConfig)
     mqtt: MQTTConfig = Field(default_factory=MQTTConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
@@ -71,6 +73,17 @@ def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int:
     return 1
 
 
+def _private_keys(value: Any, loc: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Where in the document a value holds a pasted escrow private key."""
+    if isinstance(value, str):
+        return [loc] if PRIVATE_MARKER in value else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _private_keys(v, (*loc, k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _private_keys(v, (*loc, i))]
+    return []
+
+
 def parse(text: str, source: str = "<config>") -> Config:
     """Parse and validate config text; ``source`` is the file name used in messages."""
     try:
@@ -84,6 +97,13 @@ def parse(text: str, source: str = "<config>") -> Config:
     lines: dict[tuple[Any, ...], int] = {}
     if node is not None:
         _line_index(node, (), lines)
+    secret = [
+        f"{source}:{_line_for(loc, lines)}: {'.'.join(map(str, loc))}: an escrow PRIVATE key "
+        "must never be on the box; only the public key (escrow.pub) belongs here"
+        for loc in _private_keys(data, ())
+    ]
+    if secret:
+        raise ConfigError(source, secret)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 if TYPE_CHECKING:
+    from daemon.escrow.seal import SealedFrame
     from daemon.regions import Region
 
 
@@ -86,7 +87,7 @@ class MaskedFrame:
     The only frame type the recorder, the snapshotter and MQTT accept.
     """
 
-    __slots__ = ("_image", "captured", "index", "obscured", "pts", "reason", "regions")
+    __slots__ = ("_image", "captured", "index", "obscured", "pts", "reason", "regions", "sealed")
 
     def __init__(
         self,
@@ -99,6 +100,7 @@ class MaskedFrame:
         regions: Sequence[Region] = (),
         obscured: bool = False,
         reason: str = "",
+        sealed: SealedFrame | None = None,
     ) -> None:
         if not isinstance(key, _MaskerKey):
             raise TypeError("MaskedFrame can only be made by the masker")
@@ -111,6 +113,7 @@ class MaskedFrame:
         self.regions: tuple[Region, ...] = tuple(regions)
         self.obscured = obscured  # True when the whole picture was blanked (gate, privacy mode)
         self.reason = reason  # why it was obscured: "", "privacy", "detection-missing", ...
+        self.sealed = sealed  # escrow: the masked regions' originals, as ciphertext only
 
     @property
     def image(self) -> np.ndarray:

@@ -250,7 +250,7 @@ class Pipeline:
         old = self.cfg
         masker = self.masker
         if cfg.mask != old.mask:
-            masker = checked_masker(cfg.mask)
+            masker = checked_masker(cfg.mask, getattr(self.masker, "sealer", None))
         if cfg.recording != old.recording:
             self._swap_recorder(cfg, old)
         self.tracker.cfg = cfg.track
@@ -274,7 +274,13 @@ class Pipeline:
     def _new_recorder(self, cfg: Config) -> Recorder | None:
         if not cfg.recording.enabled:
             return None
-        rec = Recorder(cfg.recording, cfg.camera.name, self.source_fps(), on_written=self._written)
+        rec = Recorder(
+            cfg.recording,
+            cfg.camera.name,
+            self.source_fps(),
+            on_written=self._written,
+            sealer=getattr(self.masker, "sealer", None),
+        )
         rec.enabled = self._recording_on
         rec.start()
         if self._any_event():

@@ -38,9 +38,24 @@ def run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         return 1
     print(f"{args.file}: ok")
+    _warn_private_keys(Path(args.file).resolve().parent)
     if args.apply_network:
         return _apply_network(cfg, args)
     return 0
+
+
+def _warn_private_keys(config_dir: Path) -> None:
+    """An escrow private key on the box defeats escrow: say so (it is not a config error, as
+    the file may be on its way off the box)."""
+    from daemon.escrow.keys import private_keys_in
+
+    dirs = {config_dir, DEFAULT_PATH.parent}
+    for found in sorted({f for d in dirs for f in private_keys_in(d)}):
+        print(
+            f"warning: {found} holds an escrow PRIVATE key; it must not stay on the box (whoever "
+            "has the box could then reveal every recording): move it to your computer",
+            file=sys.stderr,
+        )
 
 
 def _apply_network(cfg: Config, args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from daemon.escrow.seal import Sealer
 from daemon.frames import Frame
 from daemon.mask.config import MaskConfig
 from daemon.mask.masker import Masker
@@ -20,11 +21,15 @@ from daemon.regions import Detection
 SIZE = 64  # px: zones are clipped to the frame as they are on real frames
 
 
-def checked_masker(cfg: MaskConfig) -> Masker:
-    """A masker for ``cfg`` that has masked a test frame; raises whatever the masker raises."""
+def checked_masker(cfg: MaskConfig, sealer: Sealer | None = None) -> Masker:
+    """A masker for ``cfg`` that has masked a test frame; raises whatever the masker raises.
+
+    The test frame is not sealed (``sealer`` is attached after), so it uses no sequence number.
+    """
     masker = Masker(cfg)
     frame = Frame(np.zeros((SIZE, SIZE, 3), np.uint8), 0, 0.0, time.monotonic())
     face = Detection((SIZE / 4, SIZE / 4, SIZE / 2, SIZE / 2), 1.0)
     masker.mask(frame, masker.regions([face], SIZE, SIZE))
     masker.obscure(frame, "check")
+    masker.sealer = sealer
     return masker

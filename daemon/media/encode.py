@@ -80,6 +80,7 @@ class H264Writer:
         self.path = Path(path)
         self.width, self.height = width - width % 2, height - height % 2  # yuv420p needs even
         self.frames_written = 0
+        self.fragments = 0  # keyframes muxed: each one completes the fragment before it
         self._last_pts = -1
         self._pts0: float | None = None
         self._good_size = 0  # file size at the end of the last complete fragment
@@ -157,6 +158,7 @@ class H264Writer:
                 self._container.mux(packet)
                 if packet.is_keyframe and self._fragmented:
                     self._good_size = self._size()
+                    self.fragments += 1
         except (av.FFmpegError, OSError) as exc:
             self._abandon()
             raise EncodeError(

@@ -22,12 +22,17 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from daemon.escrow.sidecar import SegmentSeal
 from daemon.frames import MaskedFrame, require_masked
 from daemon.logs import fields
 from daemon.media.encode import EncodeError, H264Writer
 from daemon.record import retention
 from daemon.record.config import RecordingConfig
+
+if TYPE_CHECKING:
+    from daemon.escrow.seal import Sealer
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,7 @@ class Recorder:
         *,
         on_written: Callable[[MaskedFrame, int], None] | None = None,
         queue_size: int = 2,
+        sealer: Sealer | None = None,
     ) -> None:
         self.cfg = cfg
         self.camera = camera
@@ -84,6 +90,8 @@ class Recorder:
         self.last_progress = time.monotonic()  # the thread handled something (watchdog)
         self._last_check = time.monotonic()  # the open segment's file still exists
         self.retry_after_error_s = RETRY_AFTER_ERROR_S
+        self._sealer = sealer  # escrow: sealed regions go to a sidecar beside each segment
+        self._sidecar: SegmentSeal | None = None
 
     # -- called from the pipeline's output thread ----------------------------------------
 
@@ -222,6 +230,8 @@ class Recorder:
         except (EncodeError, OSError) as exc:
             self._disk_problem(exc, path)
             return False
+        if self._sealer is not None and not self._open_sidecar(path):
+            return False
         self.segments.append(path)
         self._seg_start_pts = frame.pts
         self._seg_size = (frame.width, frame.height)
@@ -231,6 +241,34 @@ class Recorder:
         log.info("segment started", extra=fields(path=path, codec=self._writer.codec))
         self._retention(keep=path)
         return True
+
+    def _open_sidecar(self, path: Path) -> bool:
+        """The segment's ``.sealed`` file under a fresh content key. If it cannot be made, the
+        segment is not started either: escrow on means no segment without its seal."""
+        assert self._sealer is not None and self._writer is not None
+        try:
+            self._sidecar = SegmentSeal(path, self._sealer)
+        except OSError as exc:
+            w, self._writer = self._writer, None
+            with contextlib.suppress(EncodeError, OSError):
+                w.close()
+            with contextlib.suppress(OSError):
+                path.unlink()
+            self._disk_problem(exc, path)
+            return False
+        return True
+
+    def _seal(self, frame: MaskedFrame) -> None:
+        side, w = self._sidecar, self._writer
+        if side is None or w is None:
+            return
+        if not side.after_frame(frame, w.frames_written - 1, w.fragments):
+            self._sidecar = None  # the video goes on, masked; the error is logged
+
+    def _close_sidecar(self) -> None:
+        side, self._sidecar = self._sidecar, None
+        if side is not None:
+            side.close()
 
     def _write(self, frame: MaskedFrame) -> None:
         if self._writer is not None and (
@@ -247,10 +285,12 @@ class Recorder:
         except EncodeError as exc:
             path = self._writer.path
             self._writer = None  # the writer already cut the file back to its last fragment
+            self._close_sidecar()
             self.cut_segments.append(path)
             self.frames_dropped += 1
             self._disk_problem(exc, path)
             return
+        self._seal(frame)
         n = self.frames_written
         self.frames_written += 1
         try:
@@ -298,6 +338,7 @@ class Recorder:
         """
         w, self._writer = self._writer, None
         assert w is not None
+        self._close_sidecar()
         path = w.path
         self.error = f"recording removed while being written: {path}"
         log.warning(
@@ -322,6 +363,7 @@ class Recorder:
 
     def _close_segment(self) -> None:
         w, self._writer = self._writer, None
+        self._close_sidecar()
         if w is None:
             return
         try:

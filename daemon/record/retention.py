@@ -3,7 +3,7 @@
 Three limits, each optional except age: ``retain_days``; ``max_gb`` for the camera's recordings;
 ``min_free_percent`` of the file system kept free. The segment being written is never deleted.
 Segments are ordered by their name (start time), which survives clock-stable copies and mtime
-changes.
+changes. A segment's escrow sidecar (``<segment>.sealed``) counts with it and goes with it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemon.escrow.sidecar import sidecar_path
 from daemon.logs import fields
 from daemon.record.config import RecordingConfig
 
@@ -38,7 +39,7 @@ def list_segments(camera_dir: Path) -> list[Segment]:
             st = p.stat()
         except OSError:
             continue
-        out.append(Segment(p, st.st_size, st.st_mtime))
+        out.append(Segment(p, st.st_size + _sidecar_size(p), st.st_mtime))
     out.sort(key=lambda s: (s.path.parent.name, s.path.name))
     return out
 
@@ -64,7 +65,9 @@ def enforce(
     deleted: list[Path] = []
     max_age = cfg.retain_days * 86400.0
     budget = int(cfg.max_gb * 1e9) if cfg.max_gb else None
-    total = sum(s.size for s in segs) + (keep.stat().st_size if keep and keep.exists() else 0)
+    total = sum(s.size for s in segs)
+    if keep is not None and keep.exists():
+        total += keep.stat().st_size + _sidecar_size(keep)
 
     def over() -> bool:
         if budget is not None and total > budget:
@@ -86,6 +89,10 @@ def enforce(
             except OSError as exc:
                 log.error("cannot delete segment", extra=fields(path=s.path, error=exc))
                 continue
+            try:
+                sidecar_path(s.path).unlink(missing_ok=True)
+            except OSError as exc:
+                log.error("cannot delete sealed file", extra=fields(path=s.path, error=exc))
             total -= s.size
             deleted.append(s.path)
             _remove_empty(s.path.parent)
@@ -97,6 +104,13 @@ def enforce(
             extra=fields(count=len(deleted), oldest=deleted[0].name, dir=camera_dir),
         )
     return deleted
+
+
+def _sidecar_size(segment: Path) -> int:
+    try:
+        return sidecar_path(segment).stat().st_size
+    except OSError:
+        return 0
 
 
 def _remove_empty(d: Path) -> None:

@@ -43,7 +43,7 @@ EXIT_RUNTIME = 1  # the source could not be used at all (e.g. a file that does n
 EXIT_CONFIG = 2  # invalid config at start
 EXIT_MODEL = 3  # detector model missing or corrupt: nothing was recorded
 
-PIPELINE_SECTIONS = ("camera", "detect", "track", "mask", "gate", "recording")
+PIPELINE_SECTIONS = ("camera", "detect", "track", "mask", "gate", "recording", "escrow")
 
 CAMERA_WAIT_S = 20.0
 """How long after start a camera that is being retried may keep the service from READY.
@@ -69,6 +69,25 @@ def camera_wait_s() -> float:
             return value
         log.warning("ignoring VEILCAM_CAMERA_WAIT_S", extra=fields(value=raw))
     return CAMERA_WAIT_S
+
+
+def _sealer(cfg: Config) -> Any:
+    """The escrow sealer, or None with escrow off. A key that no longer loads stops the start:
+    escrow asked for but impossible must not become unsealed or unrecorded evidence silently."""
+    if not cfg.escrow.enabled:
+        return None
+    from daemon.escrow.keys import KeyFileError
+    from daemon.escrow.seal import Sealer
+
+    try:
+        sealer = Sealer(cfg.escrow)
+    except KeyFileError as exc:
+        raise StartError(f"escrow: {exc}", EXIT_CONFIG) from None
+    log.info(
+        "escrow on: masked regions are sealed to the owner's key",
+        extra=fields(fingerprint=sealer.fingerprint, labels=",".join(cfg.escrow.labels)),
+    )
+    return sealer
 
 
 class StartError(Exception):
@@ -178,7 +197,7 @@ class Service:
             cfg,
             source,
             detector,
-            Masker(cfg.mask),
+            Masker(cfg.mask, sealer=_sealer(cfg)),
             fast=self.fast,
             state=self.state,
             on_written=self._written,

@@ -1,0 +1,50 @@
+"""Config of the ``escrow`` section (off by default).
+
+With escrow on, the original pixels of each masked face (and person, if listed) are sealed to
+the owner's X25519 public key beside each segment. A missing or malformed key is a config
+error: the daemon never records while escrow is asked for but cannot seal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from daemon.schema import StrictModel
+
+DEFAULT_KEY = Path("/etc/veilcam/escrow.pub")
+# the armour of a private key file (daemon.escrow.keys): refused in any config value
+PRIVATE_MARKER = "VEILCAM ESCROW PRIVATE KEY"
+
+
+class EscrowConfig(StrictModel):
+    enabled: bool = Field(False, description="seal masked regions' originals to the key")
+    public_key_file: Path = Field(DEFAULT_KEY, description="the owner's key from `veilcam keygen`")
+    labels: tuple[Literal["face", "person"], ...] = Field(
+        ("face",), min_length=1, max_length=2, description="which masked regions are sealed"
+    )
+    jpeg_quality: int = Field(95, ge=50, le=100, description="quality of the sealed crops")
+
+    @field_validator("public_key_file", mode="after")
+    @classmethod
+    def _usable_key(cls, value: Path, info: ValidationInfo) -> Path:
+        if not info.data.get("enabled"):
+            if not value.is_file():
+                return value
+            try:  # off, but a private key named here would still be a private key on the box
+                with open(value, "rb") as f:
+                    head = f.read(4096)
+            except OSError:
+                return value
+            if PRIVATE_MARKER.encode() in head:
+                raise ValueError(f"{value} is a PRIVATE key: it must never be on the box")
+            return value
+        from daemon.escrow.keys import KeyFileError, load_public
+
+        try:
+            load_public(value)
+        except KeyFileError as exc:
+            raise ValueError(str(exc)) from None
+        return value

@@ -69,7 +69,10 @@ def recorded(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict:
     )
     assert code == 0, err[-2000:]
     segs = sorted(rec.rglob("*.mp4"))
-    assert segs and all(sidecar.sidecar_path(s).exists() for s in segs)
+    assert len(segs) >= 2 and all(sidecar.sidecar_path(s).exists() for s in segs)
+    # a later segment begins mid-group (its first frames were sealed before it opened): the
+    # frames of the group it needs came with it, and the reveal below must use them
+    assert any(r.lead_in for s in segs[1:] for r in sidecar.read(sidecar.sidecar_path(s)).frames)
     lines = [json.loads(x) for x in regions.read_text().splitlines()]
     return {"tmp": tmp, "keys": keys, "rec": rec, "segs": segs, "clip": clip, "regions": lines}
 
@@ -201,14 +204,18 @@ def test_no_file_the_daemon_wrote_holds_a_raw_face_row(recorded: dict) -> None:
         assert leaks(f.read_bytes()) == 0, f
 
 
-def test_a_flipped_byte_costs_one_frame_and_is_named(recorded: dict, tmp_path: Path) -> None:
+def test_a_flipped_byte_costs_only_its_group_and_is_named(recorded: dict, tmp_path: Path) -> None:
     seg = recorded["segs"][0]
     side = sidecar.read(sidecar.sidecar_path(seg))
     assert side.complete and side.chunks >= 3  # chunks follow the 0.5 s fragments
-    target = next(r for r in side.frames if r.chunk == 1)
+    frames = [r for r in side.frames if not r.lead_in]
+    target = next(r for r in frames if r.chunk == 1 and not r.flags & sidecar.KEYFRAME)
+    # the frames that need it: the rest of its H.264 group, up to the next keyframe
+    after = frames[frames.index(target) + 1 :]
+    group = 1 + next((i for i, r in enumerate(after) if r.flags & sidecar.KEYFRAME), len(after))
+    assert group < len(frames) // 2
     data = bytearray(sidecar.sidecar_path(seg).read_bytes())
-    at = data.find(target.ciphertext) + 40
-    data[at] ^= 0x01
+    data[data.find(target.ciphertext) + 40] ^= 0x01
     copy = tmp_path / seg.name
     copy.write_bytes(seg.read_bytes())
     sidecar.sidecar_path(copy).write_bytes(bytes(data))
@@ -219,7 +226,13 @@ def test_a_flipped_byte_costs_one_frame_and_is_named(recorded: dict, tmp_path: P
     assert r.returncode == 1, r.stderr  # revealed, with a problem to report
     assert f"chunk 1, frame {target.frame_no}: fails authentication" in r.stderr
     audit = json.loads((tmp_path / "reveal-audit.jsonl").read_text())
-    assert audit["frames_revealed"] == len(side.frames) - 1
+    assert audit["frames_revealed"] == len(frames) - group
+    # the frames before and after the group are the owner's faces, not the masks
+    clear, src = frames_of(out), frames_of(recorded["clip"])
+    by_frame = {x["frame"]: x for x in recorded["regions"]}
+    for f in (frames[0].frame_no, frames[-1].frame_no):
+        x, y, w, h = next(g for g in by_frame[f]["regions"] if g["label"] == "face")["box"]
+        assert psnr(clear[f][y : y + h, x : x + w], src[f][y : y + h, x : x + w]) >= 35
 
 
 def test_kill_9_mid_segment_keeps_every_complete_chunk(tmp_path: Path, data_dir: Path) -> None:

@@ -25,7 +25,9 @@ class EscrowConfig(StrictModel):
     labels: tuple[Literal["face", "person"], ...] = Field(
         ("face",), min_length=1, max_length=2, description="which masked regions are sealed"
     )
-    jpeg_quality: int = Field(95, ge=50, le=100, description="quality of the sealed crops")
+    crf: int = Field(
+        18, ge=10, le=30, description="H.264 quality of the sealed pixels (lower is better)"
+    )
 
     @field_validator("public_key_file", mode="after")
     @classmethod

@@ -2,7 +2,8 @@
 
 Every record is checked on its own: a frame whose record fails authentication, or whose
 decrypted time does not match the video frame it claims, is reported by chunk and frame and
-left masked; the rest is still revealed. Each reveal appends an audit record beside the output.
+left masked, with the rest of its H.264 group (which needs it to decode, at most two seconds);
+everything else is still revealed. Each reveal appends an audit record beside the output.
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import nacl.exceptions
 import nacl.secret
 import numpy as np
@@ -96,7 +96,6 @@ def reveal(
     select: Selection | None = None,
     *,
     crf: int = 10,
-    progress: Callable[[int], None] | None = None,
 ) -> Report:
     """Write ``output``: ``segment`` with the selected sealed regions restored."""
     segment, output = Path(segment), Path(output)
@@ -117,18 +116,18 @@ def reveal(
     if not side.complete:
         report.problems.append("the sealed file has no end record (the recording was cut off)")
     aeads = _content_keys(side, key, report)
-    records = {r.frame_no: r for r in side.frames}
     try:
         src = av.open(str(segment))
     except (av.FFmpegError, OSError) as exc:
         raise RevealError(f"{segment}: cannot open: {exc}") from None
     with src:
-        offset = _pts_offset(segment, records, aeads)
+        offset = _pts_offset(segment, side.frames, aeads)
+        sealed = _Unsealer(side.frames, aeads, report).frames()
+        pending = next(sealed, None)
         vin = src.streams.video[0]
-        rate = vin.average_rate or Fraction(25)
         dst = av.open(str(output), mode="w")
         with dst:
-            vout = dst.add_stream("libx264", rate=rate)
+            vout = dst.add_stream("libx264", rate=vin.average_rate or Fraction(25))
             vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
             vout.pix_fmt = "yuv420p"
             vout.options = {"crf": str(crf), "preset": "veryfast"}
@@ -137,21 +136,21 @@ def reveal(
                 t = float(frame.time or 0.0)
                 t0 = t if t0 is None else t0
                 img = frame.to_ndarray(format="bgr24")
-                rec = records.get(i)
-                if rec is not None:
-                    _paste(img, rec, t - t0, offset, aeads, select, report)
+                while pending is not None and pending[0] <= i:
+                    if pending[0] == i:
+                        _paste(img, pending, t - t0, offset, select, report)
+                    else:
+                        report.problems.append(f"frame {pending[0]}: sealed out of order, skipped")
+                    pending = next(sealed, None)
                 out = av.VideoFrame.from_ndarray(img, format="bgr24")
                 out.pts, out.time_base = frame.pts, frame.time_base
                 for packet in vout.encode(out):
                     dst.mux(packet)
                 report.frames += 1
-                if progress is not None:
-                    progress(i)
             for packet in vout.encode():
                 dst.mux(packet)
-    extra = set(records) - set(range(report.frames))
-    if extra:
-        report.problems.append(f"{len(extra)} sealed frames beyond the video's end (cut back)")
+    if pending is not None or next(sealed, None) is not None:
+        report.problems.append("sealed frames beyond the video's end (it was cut back)")
     report.audit = _audit(segment, side_path, output, mine, select, report)
     return report
 
@@ -166,9 +165,80 @@ def _decrypt(rec: sc.FrameRecord, aeads: dict[bytes, nacl.secret.Aead]) -> bytes
         return None
 
 
+@dataclass
+class _Stream:
+    decoder: av.codec.context.CodecContext | None = None
+    expect: int = 0  # the sequence number the next record of the group must have
+    broken: str = ""  # why the rest of the group cannot decode
+    skipped: int = 0
+
+
+class _Unsealer:
+    """Decrypts and decodes the sidecar's H.264 streams (one per content key) in file order."""
+
+    def __init__(
+        self,
+        records: list[sc.FrameRecord],
+        aeads: dict[bytes, nacl.secret.Aead],
+        report: Report,
+    ) -> None:
+        self.records, self.aeads, self.report = records, aeads, report
+        self.streams: dict[bytes, _Stream] = {}
+
+    def _end_group(self, st: _Stream) -> None:
+        if st.skipped:
+            self.report.problems.append(
+                f"{st.skipped} more frames of that group left masked (they need it to decode)"
+            )
+        st.skipped, st.broken = 0, ""
+
+    def frames(self) -> Iterator[tuple[int, dict, np.ndarray]]:
+        """(segment frame number, record header, decoded canvas) for each frame that opens."""
+        for rec in self.records:
+            st = self.streams.setdefault(rec.key_id, _Stream())
+            where = f"chunk {rec.chunk}, frame {rec.frame_no}"
+            plain = _decrypt(rec, self.aeads)
+            if plain is None:
+                self._end_group(st)
+                why = (
+                    "its content key is missing"
+                    if rec.key_id not in self.aeads
+                    else ("fails authentication (tampered or damaged)")
+                )
+                self.report.problems.append(f"{where}: {why}, left masked")
+                st.broken = why
+                continue
+            head, packets = open_frame(plain)
+            if head["keyframe"]:
+                self._end_group(st)
+                st.decoder = av.CodecContext.create("h264", "r")
+                st.decoder.thread_count = 1  # one picture out per packet, in order
+            elif not st.broken and (st.decoder is None or rec.seq != st.expect):
+                self.report.problems.append(
+                    f"{where}: a frame of its group is missing, left masked with the group"
+                )
+                st.broken = "missing"
+            if st.broken:
+                st.skipped += 0 if rec.lead_in else 1
+                continue
+            st.expect = rec.seq + 1
+            try:
+                pics = [f for p in packets for f in st.decoder.decode(av.Packet(p))]  # type: ignore[union-attr]
+            except av.FFmpegError:
+                pics = []
+            if not pics:
+                self.report.problems.append(f"{where}: does not decode, left masked")
+                st.broken = "undecodable"
+                continue
+            if not rec.lead_in:
+                yield rec.frame_no, head, pics[-1].to_ndarray(format="bgr24")
+        for st in self.streams.values():
+            self._end_group(st)
+
+
 def _pts_offset(
     segment: Path,
-    records: dict[int, sc.FrameRecord],
+    records: list[sc.FrameRecord],
     aeads: dict[bytes, nacl.secret.Aead],
 ) -> float | None:
     """Sealed pts minus video time, the median over every record that opens: a record moved to
@@ -180,51 +250,40 @@ def _pts_offset(
     if not pts:
         return None
     offs = []
-    for n, rec in records.items():
-        if n >= len(pts):
+    for rec in records:
+        if rec.lead_in or rec.frame_no >= len(pts):
             continue
         plain = _decrypt(rec, aeads)
         if plain is not None:
-            offs.append(open_frame(plain)[0]["pts"] - (pts[n] - pts[0]) * tb)
+            offs.append(open_frame(plain)[0]["pts"] - (pts[rec.frame_no] - pts[0]) * tb)
     return float(np.median(offs)) if offs else None
 
 
 def _paste(
     img: np.ndarray,
-    rec: sc.FrameRecord,
+    sealed: tuple[int, dict, np.ndarray],
     t: float,
     offset: float | None,
-    aeads: dict[bytes, nacl.secret.Aead],
     select: Selection,
     report: Report,
 ) -> None:
-    """Decrypt ``rec`` and paste its selected regions into ``img`` (frame time ``t``)."""
-    where = f"chunk {rec.chunk}, frame {rec.frame_no}"
-    if rec.key_id not in aeads:
-        report.problems.append(f"{where}: its content key is missing or damaged, left masked")
-        return
-    plain = _decrypt(rec, aeads)
-    if plain is None:
-        report.problems.append(f"{where}: fails authentication (tampered or damaged), left masked")
-        return
-    head, blobs = open_frame(plain)
+    """Paste the selected regions of a decoded sealed frame into ``img`` (frame time ``t``)."""
+    frame_no, head, canvas = sealed
+    where = f"frame {frame_no}"
     if offset is not None and abs(head["pts"] - t - offset) > PTS_TOLERANCE_S:
         report.problems.append(f"{where}: sealed for another frame (time mismatch), left masked")
         return
     h, w = img.shape[:2]
-    if list(head["size"])[:2] != [w, h]:
+    ch, cw = canvas.shape[:2]
+    if (cw, ch) != (w - w % 2, h - h % 2):
         report.problems.append(f"{where}: sealed at another frame size, left masked")
         return
     hit = 0
-    for r, blob in zip(head["regions"], blobs, strict=True):
+    for r in head["regions"]:
         if not select.wants(t, r):
             continue
-        crop = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
         x, y, bw, bh = r["box"]
-        if crop is None or crop.shape[:2] != (bh, bw):
-            report.problems.append(f"{where}: a sealed region does not decode, left masked")
-            continue
-        img[y : y + bh, x : x + bw] = crop
+        img[y : y + bh, x : x + bw] = canvas[y : y + bh, x : x + bw]
         hit += 1
         key = str(r.get("track"))
         report.tracks[key] = report.tracks.get(key, 0) + 1

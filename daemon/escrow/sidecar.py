@@ -7,7 +7,9 @@ fingerprint), then records ``tag(4) | length(4) | body``:
   completes a fragment, so after a power cut or ``kill -9`` every complete chunk opens, as
   every complete fragment plays;
 * ``KEY1`` key id and the content key sealed to the owner (once per key per file);
-* ``FRM1`` segment frame number, key id, sequence number, ciphertext;
+* ``FRM1`` segment frame number, flags, key id, sequence number, ciphertext. Flag 1: a
+  keyframe; flag 2: lead-in, a frame of an earlier segment that the H.264 group of this
+  segment's first frames needs to decode (frame number ``LEAD_IN``);
 * ``END1`` frame and chunk counts, written on a clean close.
 
 Only ciphertext and sealed keys are written. The reader never trusts lengths: a damaged record
@@ -34,6 +36,10 @@ MAGIC = b"VCSEAL1\n"
 SUFFIX = ".sealed"
 _REC = struct.Struct(">4sI")
 _MAX_RECORD = 64 * 1024 * 1024
+KEYFRAME, LEAD = 1, 2
+LEAD_IN = 0xFFFFFFFF
+_FRM_HEAD = 5 + KEY_ID_BYTES + 8
+HISTORY_KEYS = 3  # streams remembered for lead-ins: the current one and those just before
 
 
 def sidecar_path(segment: str | os.PathLike[str]) -> Path:
@@ -59,18 +65,20 @@ class SidecarWriter:
             n = os.write(self._fd, view)
             view = view[n:]
 
-    def add(self, frame_no: int, sealed: SealedFrame) -> None:
+    def add(self, frame_no: int, sealed: SealedFrame, lead_in: bool = False) -> None:
         if sealed.key.key_id not in self._keys:
             self._keys.add(sealed.key.key_id)
             self._buf.append(_record(b"KEY1", sealed.key.key_id + sealed.key.sealed))
+        flags = (KEYFRAME if sealed.keyframe else 0) | (LEAD if lead_in else 0)
         body = (
-            struct.pack(">I", frame_no)
+            struct.pack(">IB", LEAD_IN if lead_in else frame_no, flags)
             + sealed.key.key_id
             + struct.pack(">Q", sealed.seq)
             + sealed.ciphertext
         )
         self._buf.append(_record(b"FRM1", body))
-        self.frames += 1
+        if not lead_in:
+            self.frames += 1
 
     def flush(self) -> None:
         """Write what is buffered as one chunk (called at each video fragment boundary)."""
@@ -92,36 +100,75 @@ class SidecarWriter:
             self._fd = -1
 
 
-class SegmentSeal:
-    """The recorder's side of escrow for one segment: a fresh content key, the sidecar, and
-    chunks cut where the video's fragments are cut."""
+class EscrowRecording:
+    """The recorder's side of escrow: one sidecar per segment, chunks cut where the video's
+    fragments are, and the H.264 groups kept whole.
 
-    def __init__(self, segment: Path, sealer: Sealer) -> None:
-        sealer.rotate()
-        self.writer = SidecarWriter(segment, sealer.fingerprint)
-        self.path = self.writer.path
+    Every sealed frame the recorder receives passes :meth:`saw`, written or not (events mode
+    keeps a pre-roll; a segment's first frames may have been sealed before it began), so that
+    a segment whose first sealed frame is not a keyframe can carry the frames its group needs
+    as lead-ins. Only ciphertext is kept.
+    """
+
+    def __init__(self, sealer: Sealer) -> None:
+        self.sealer = sealer
+        self.writer: SidecarWriter | None = None
         self._fragments = 0
+        self._history: dict[bytes, list[SealedFrame]] = {}  # key id -> since its last keyframe
+        self._last_seq: dict[bytes, int] = {}  # per key: the last sequence number written here
+
+    def saw(self, frame: MaskedFrame) -> None:
+        s = frame.sealed
+        if s is None:
+            return
+        group = self._history.setdefault(s.key.key_id, [])
+        if s.keyframe:
+            group.clear()
+        group.append(s)
+        while len(self._history) > HISTORY_KEYS:
+            del self._history[next(iter(self._history))]
+
+    def open(self, segment: Path) -> None:
+        """A fresh content key and the segment's ``.sealed`` file (OSError if it cannot be)."""
+        self.close()
+        self.sealer.rotate()
+        self.writer = SidecarWriter(segment, self.sealer.fingerprint)
+        self._fragments = 0
+        self._last_seq = {}
 
     def after_frame(self, frame: MaskedFrame, frame_no: int, fragments: int) -> bool:
         """Frame ``frame_no`` of the segment is in the video, which has completed ``fragments``
         fragments. False when the sidecar failed (logged; it is closed and not used again)."""
+        w = self.writer
+        if w is None:
+            return False
         try:
             if fragments != self._fragments:
                 self._fragments = fragments
-                self.writer.flush()
-            if frame.sealed is not None:
-                self.writer.add(frame_no, frame.sealed)
+                w.flush()
+            s = frame.sealed
+            if s is not None:
+                if not s.keyframe and self._last_seq.get(s.key.key_id) != s.seq - 1:
+                    last = self._last_seq.get(s.key.key_id, -1)
+                    for lead in self._history.get(s.key.key_id, []):
+                        if last < lead.seq < s.seq:
+                            w.add(frame_no, lead, lead_in=True)
+                w.add(frame_no, s)
+                self._last_seq[s.key.key_id] = s.seq
         except OSError as exc:
-            log.error("sealed regions not written", extra=fields(path=self.path, error=exc))
+            log.error("sealed regions not written", extra=fields(path=w.path, error=exc))
             self.close()
             return False
         return True
 
     def close(self) -> None:
+        w, self.writer = self.writer, None
+        if w is None:
+            return
         try:
-            self.writer.close()
+            w.close()
         except OSError as exc:
-            log.error("sealed file not finished", extra=fields(path=self.path, error=exc))
+            log.error("sealed file not finished", extra=fields(path=w.path, error=exc))
 
 
 def _record(tag: bytes, body: bytes) -> bytes:
@@ -134,10 +181,15 @@ def _record(tag: bytes, body: bytes) -> bytes:
 @dataclass
 class FrameRecord:
     chunk: int
-    frame_no: int
+    frame_no: int  # LEAD_IN for a lead-in
+    flags: int
     key_id: bytes
     seq: int
     ciphertext: bytes
+
+    @property
+    def lead_in(self) -> bool:
+        return bool(self.flags & LEAD)
 
 
 @dataclass
@@ -174,11 +226,12 @@ def read(path: str | Path) -> Sidecar:
             out.chunks += 1
         elif tag == b"KEY1" and len(body) > KEY_ID_BYTES:
             out.keys[body[:KEY_ID_BYTES]] = body[KEY_ID_BYTES:]
-        elif tag == b"FRM1" and len(body) > 4 + KEY_ID_BYTES + 8:
-            (frame_no,) = struct.unpack_from(">I", body, 0)
-            key_id = body[4 : 4 + KEY_ID_BYTES]
-            (seq,) = struct.unpack_from(">Q", body, 4 + KEY_ID_BYTES)
-            out.frames.append(FrameRecord(chunk, frame_no, key_id, seq, body[12 + KEY_ID_BYTES :]))
+        elif tag == b"FRM1" and len(body) > _FRM_HEAD:
+            frame_no, flags = struct.unpack_from(">IB", body, 0)
+            key_id = body[5 : 5 + KEY_ID_BYTES]
+            (seq,) = struct.unpack_from(">Q", body, 5 + KEY_ID_BYTES)
+            ct = body[_FRM_HEAD:]
+            out.frames.append(FrameRecord(chunk, frame_no, flags, key_id, seq, ct))
         elif tag == b"END1":
             out.complete = True
         else:

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from daemon.escrow.sidecar import SegmentSeal
+from daemon.escrow.sidecar import EscrowRecording
 from daemon.frames import MaskedFrame, require_masked
 from daemon.logs import fields
 from daemon.media.encode import EncodeError, H264Writer
@@ -90,8 +90,8 @@ class Recorder:
         self.last_progress = time.monotonic()  # the thread handled something (watchdog)
         self._last_check = time.monotonic()  # the open segment's file still exists
         self.retry_after_error_s = RETRY_AFTER_ERROR_S
-        self._sealer = sealer  # escrow: sealed regions go to a sidecar beside each segment
-        self._sidecar: SegmentSeal | None = None
+        # escrow: sealed regions go to a sidecar beside each segment
+        self._escrow = EscrowRecording(sealer) if sealer is not None else None
 
     # -- called from the pipeline's output thread ----------------------------------------
 
@@ -174,6 +174,8 @@ class Recorder:
             self._post_roll_until = -1.0
 
     def _handle(self, frame: MaskedFrame) -> None:
+        if self._escrow is not None:
+            self._escrow.saw(frame)
         if not self.enabled:
             return
         if self.cfg.mode == "continuous":
@@ -230,7 +232,7 @@ class Recorder:
         except (EncodeError, OSError) as exc:
             self._disk_problem(exc, path)
             return False
-        if self._sealer is not None and not self._open_sidecar(path):
+        if self._escrow is not None and not self._open_sidecar(path):
             return False
         self.segments.append(path)
         self._seg_start_pts = frame.pts
@@ -245,9 +247,9 @@ class Recorder:
     def _open_sidecar(self, path: Path) -> bool:
         """The segment's ``.sealed`` file under a fresh content key. If it cannot be made, the
         segment is not started either: escrow on means no segment without its seal."""
-        assert self._sealer is not None and self._writer is not None
+        assert self._escrow is not None and self._writer is not None
         try:
-            self._sidecar = SegmentSeal(path, self._sealer)
+            self._escrow.open(path)
         except OSError as exc:
             w, self._writer = self._writer, None
             with contextlib.suppress(EncodeError, OSError):
@@ -259,16 +261,13 @@ class Recorder:
         return True
 
     def _seal(self, frame: MaskedFrame) -> None:
-        side, w = self._sidecar, self._writer
-        if side is None or w is None:
-            return
-        if not side.after_frame(frame, w.frames_written - 1, w.fragments):
-            self._sidecar = None  # the video goes on, masked; the error is logged
+        if self._escrow is not None and self._writer is not None:
+            w = self._writer
+            self._escrow.after_frame(frame, w.frames_written - 1, w.fragments)
 
     def _close_sidecar(self) -> None:
-        side, self._sidecar = self._sidecar, None
-        if side is not None:
-            side.close()
+        if self._escrow is not None:
+            self._escrow.close()
 
     def _write(self, frame: MaskedFrame) -> None:
         if self._writer is not None and (

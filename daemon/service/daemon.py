@@ -71,7 +71,7 @@ def camera_wait_s() -> float:
     return CAMERA_WAIT_S
 
 
-def _sealer(cfg: Config) -> Any:
+def _sealer(cfg: Config, fps: float) -> Any:
     """The escrow sealer, or None with escrow off. A key that no longer loads stops the start:
     escrow asked for but impossible must not become unsealed or unrecorded evidence silently."""
     if not cfg.escrow.enabled:
@@ -80,7 +80,7 @@ def _sealer(cfg: Config) -> Any:
     from daemon.escrow.seal import Sealer
 
     try:
-        sealer = Sealer(cfg.escrow)
+        sealer = Sealer(cfg.escrow, fps=fps, gop_s=cfg.recording.keyframe_s)
     except KeyFileError as exc:
         raise StartError(f"escrow: {exc}", EXIT_CONFIG) from None
     log.info(
@@ -88,6 +88,10 @@ def _sealer(cfg: Config) -> Any:
         extra=fields(fingerprint=sealer.fingerprint, labels=",".join(cfg.escrow.labels)),
     )
     return sealer
+
+
+def _source_fps(cfg: Config, source: Any) -> float:
+    return float(cfg.camera.fps or getattr(source, "fps", None) or 25.0)
 
 
 class StartError(Exception):
@@ -197,7 +201,7 @@ class Service:
             cfg,
             source,
             detector,
-            Masker(cfg.mask, sealer=_sealer(cfg)),
+            Masker(cfg.mask, sealer=_sealer(cfg, _source_fps(cfg, source))),
             fast=self.fast,
             state=self.state,
             on_written=self._written,

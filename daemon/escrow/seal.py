@@ -69,7 +69,13 @@ class SealedFrame:
 
 
 class _Canvas:
-    """One H.264 stream of the sealed regions on a grey frame (its size fixed)."""
+    """One H.264 stream of the sealed regions on a grey frame (its size fixed).
+
+    The canvas is the encoder's own yuv420p picture, kept between frames: each region is
+    converted to YUV on its own and written into the planes, and only the last frame's regions
+    are turned back to grey. Building a whole BGR canvas and converting it took more time than
+    the encoder (2.3 of 5.4 ms a 720p frame, measured).
+    """
 
     def __init__(self, w: int, h: int, crf: int) -> None:
         self.w, self.h = w - w % 2, h - h % 2  # yuv420p
@@ -86,25 +92,45 @@ class _Canvas:
         }
         cc.open()
         self.cc = cc
-        self.image = np.full((self.h, self.w, 3), CANVAS_GREY, np.uint8)
+        self.picture = av.VideoFrame(self.w, self.h, "yuv420p")
+        self.planes = [
+            np.frombuffer(pl, np.uint8).reshape(pl.height, pl.line_size)[:, : pl.width]
+            for pl in self.picture.planes
+        ]
+        for plane in self.planes:
+            plane[:] = CANVAS_GREY
         self._drawn: list[tuple[int, int, int, int]] = []
         self._n = 0
+
+    def even(self, x: int, y: int, w: int, h: int) -> tuple[int, int, int, int] | None:
+        """The box grown outwards to even edges (chroma is 2x2) and clipped to the canvas."""
+        x1, y1 = max(0, x - x % 2), max(0, y - y % 2)
+        x2, y2 = min(self.w, x + w + (x + w) % 2), min(self.h, y + h + (y + h) % 2)
+        if x2 <= x1 or y2 <= y1:
+            return None
+        return x1, y1, x2 - x1, y2 - y1
 
     def encode(
         self, frame: np.ndarray, boxes: list[tuple[int, int, int, int]], key: bool
     ) -> list[bytes]:
-        img = self.image
+        """``boxes`` (even, from :meth:`even`) of the BGR ``frame`` as the next picture."""
+        yp, up, vp = self.planes
         for x, y, w, h in self._drawn:  # back to grey where the last frame's regions were
-            img[y : y + h, x : x + w] = CANVAS_GREY
+            yp[y : y + h, x : x + w] = CANVAS_GREY
+            up[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = CANVAS_GREY
+            vp[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = CANVAS_GREY
         for x, y, w, h in boxes:
-            img[y : y + h, x : x + w] = frame[y : y + h, x : x + w]
+            yuv = cv2.cvtColor(frame[y : y + h, x : x + w], cv2.COLOR_BGR2YUV_I420)
+            chroma = yuv[h:].reshape(2, h // 2, w // 2)  # I420 in one array: Y rows, then U, V
+            yp[y : y + h, x : x + w] = yuv[:h]
+            up[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = chroma[0]
+            vp[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = chroma[1]
         self._drawn = boxes
-        vf = av.VideoFrame.from_ndarray(cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420), "yuv420p")
-        vf.pts = self._n
+        pic = self.picture
+        pic.pts = self._n
         self._n += 1
-        if key:
-            vf.pict_type = PictureType.I
-        return [bytes(p) for p in self.cc.encode(vf)]
+        pic.pict_type = PictureType.I if key else PictureType.NONE
+        return [bytes(p) for p in self.cc.encode(pic)]
 
 
 class Sealer:
@@ -154,12 +180,11 @@ class Sealer:
         for r in regions:
             if r.label not in self.labels:
                 continue
-            x, y, bw, bh = r.box
-            x1, y1, x2, y2 = max(0, x), max(0, y), min(c.w, x + bw), min(c.h, y + bh)
-            if x2 <= x1 or y2 <= y1:
+            box = c.even(*r.box)
+            if box is None:
                 continue
-            boxes.append((x1, y1, x2 - x1, y2 - y1))
-            meta.append({"box": list(boxes[-1]), "label": r.label, "track": r.track_id})
+            boxes.append(box)
+            meta.append({"box": list(box), "label": r.label, "track": r.track_id})
         if not meta:
             return None
         with self._lock:  # rotate() runs in the recorder's thread

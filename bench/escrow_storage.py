@@ -31,6 +31,9 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from daemon.media.decode import bgr  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data" / "videos"
 VEILCAM = [sys.executable, "-m", "daemon"]
 PASS = "bench-only passphrase"
@@ -86,7 +89,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def frames(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as c:
-        return [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+        return [bgr(f) for f in c.decode(video=0)]  # as the daemon converts them
 
 
 def scene(name: str, clip: Path, work: Path, keys: Path, crf: int | None) -> dict:

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from daemon.escrow import sidecar
+from daemon.media.decode import bgr
 from tests._live import probe, wait_for
 from tests.test_run import REPO, VEILCAM, finish, start, write_config
 
@@ -53,7 +54,7 @@ def escrow_config(tmp: Path, rec: Path, pub: Path, extra: str = "") -> Path:
 
 def frames_of(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as c:
-        return [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+        return [bgr(f) for f in c.decode(video=0)]  # as the daemon converts them
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ class EscrowConfig(StrictModel):
         ("face",), min_length=1, max_length=2, description="which masked regions are sealed"
     )
     crf: int = Field(
-        18, ge=10, le=30, description="H.264 quality of the sealed pixels (lower is better)"
+        21, ge=10, le=30, description="H.264 quality of the sealed pixels (lower is better)"
     )
 
     @field_validator("public_key_file", mode="after")

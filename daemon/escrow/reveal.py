@@ -17,6 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import nacl.exceptions
 import nacl.secret
 import numpy as np
@@ -25,6 +26,7 @@ from nacl.public import PrivateKey, SealedBox
 from daemon.escrow import sidecar as sc
 from daemon.escrow.keys import fingerprint
 from daemon.escrow.seal import associated_data, open_frame
+from daemon.media.decode import bgr
 
 AUDIT_NAME = "reveal-audit.jsonl"
 PTS_TOLERANCE_S = 0.02  # the recorder may nudge a timestamp by a tick to keep them increasing
@@ -135,14 +137,16 @@ def reveal(
             for i, frame in enumerate(src.decode(vin)):
                 t = float(frame.time or 0.0)
                 t0 = t if t0 is None else t0
-                img = frame.to_ndarray(format="bgr24")
+                img = bgr(frame)
                 while pending is not None and pending[0] <= i:
                     if pending[0] == i:
                         _paste(img, pending, t - t0, offset, select, report)
                     else:
                         report.problems.append(f"frame {pending[0]}: sealed out of order, skipped")
                     pending = next(sealed, None)
-                out = av.VideoFrame.from_ndarray(img, format="bgr24")
+                out = av.VideoFrame.from_ndarray(
+                    cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420), format="yuv420p"
+                )
                 out.pts, out.time_base = frame.pts, frame.time_base
                 for packet in vout.encode(out):
                     dst.mux(packet)
@@ -231,7 +235,7 @@ class _Unsealer:
                 st.broken = "undecodable"
                 continue
             if not rec.lead_in:
-                yield rec.frame_no, head, pics[-1].to_ndarray(format="bgr24")
+                yield rec.frame_no, head, bgr(pics[-1])
         for st in self.streams.values():
             self._end_group(st)
 

@@ -30,8 +30,8 @@ class DecodedFrame:
     layout: Layout = "bgr"
 
 
-def _bgr(vf: av.VideoFrame) -> np.ndarray:
-    """The frame as BGR pixels.
+def bgr(vf: av.VideoFrame) -> np.ndarray:
+    """The frame as BGR pixels, converted as the masker's frames are (the reveal uses it too).
 
     Camera and file H.264 is yuv420p: OpenCV converts it (BT.601, as the encoder's
     ``COLOR_BGR2YUV_I420`` converts back) with the GIL released, 2.6 ms less CPU per 1080p frame
@@ -109,7 +109,7 @@ class VideoReader:
                 if yuv and _is_i420(vf):
                     yield DecodedFrame(vf.to_ndarray(), t - first, index, "i420")
                 else:
-                    yield DecodedFrame(_bgr(vf), t - first, index)
+                    yield DecodedFrame(bgr(vf), t - first, index)
                 index += 1
         except av.FFmpegError as exc:
             raise DecodeError(f"{self.source}: decode failed after {index} frames: {exc}") from None

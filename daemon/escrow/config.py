@@ -25,8 +25,11 @@ class EscrowConfig(StrictModel):
     labels: tuple[Literal["face", "person"], ...] = Field(
         ("face",), min_length=1, max_length=2, description="which masked regions are sealed"
     )
-    crf: int = Field(
-        21, ge=10, le=30, description="H.264 quality of the sealed pixels (lower is better)"
+    crf: int | None = Field(
+        None,
+        ge=10,
+        le=30,
+        description="H.264 quality of the sealed pixels (lower is better); null: recording.crf",
     )
 
     @field_validator("public_key_file", mode="after")

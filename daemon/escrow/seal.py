@@ -145,12 +145,14 @@ class Sealer:
         public: PublicKey | None = None,
         fps: float = 25.0,
         gop_s: float = 2.0,
+        crf: int = 23,
     ) -> None:
         self.cfg = cfg
         self.public = public or load_public(cfg.public_key_file)
         self.fingerprint = fingerprint(self.public)
         self.labels = frozenset(cfg.labels)
         self.fps = fps
+        self.crf = cfg.crf if cfg.crf is not None else crf  # default: the recording's own
         self.gop = max(1, round(fps * gop_s))
         self._lock = threading.Lock()
         self._aead: nacl.secret.Aead
@@ -177,7 +179,7 @@ class Sealer:
         h, w = image.shape[:2]
         c = self._canvas
         if c is None or (c.w, c.h) != (w - w % 2, h - h % 2):
-            c = self._canvas = _Canvas(w, h, self.cfg.crf, self.fps)
+            c = self._canvas = _Canvas(w, h, self.crf, self.fps)
             self._since_key = self.gop  # a new stream starts with a keyframe
         meta: list[dict[str, object]] = []
         boxes: list[tuple[int, int, int, int]] = []

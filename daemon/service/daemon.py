@@ -80,7 +80,7 @@ def _sealer(cfg: Config, fps: float) -> Any:
     from daemon.escrow.seal import Sealer
 
     try:
-        sealer = Sealer(cfg.escrow, fps=fps, gop_s=cfg.recording.keyframe_s)
+        sealer = Sealer(cfg.escrow, fps=fps, gop_s=cfg.recording.keyframe_s, crf=cfg.recording.crf)
     except KeyFileError as exc:
         raise StartError(f"escrow: {exc}", EXIT_CONFIG) from None
     log.info(

@@ -138,7 +138,6 @@ class Pipeline:
         self._label_events = [
             _Events(cfg.camera.name, label) for label in object_labels(cfg.detect.people)
         ]
-        self._sensor_label = "person" if self._label_events else "face"
         self._cond = threading.Condition()
         self._pending: deque[Frame] = deque()
         self._latest: Frame | None = None
@@ -619,20 +618,19 @@ class Pipeline:
         self._heartbeat()
 
     def _end_interrupted_event(self) -> None:
-        """A crash (kill -9, power cut) left an event open: end it now, marked ``interrupted``,
-        so that Home Assistant's person/face state and automations do not wait forever."""
-        ev = self.state.take_open_event()
-        if ev is None:
-            return
+        """A crash (kill -9, power cut) left events open: end each now, marked ``interrupted``,
+        so that Home Assistant's face, person, car, dog and cat sensors and automations do not
+        wait forever."""
         now = time.time()
-        ev.update(type="end", count=0, track_ids=[], time=now, end=now, interrupted=True)
-        self._send_event(ev)
+        for ev in self.state.take_open_events():
+            ev.update(type="end", count=0, track_ids=[], time=now, end=now, interrupted=True)
+            self._send_event(ev)
 
     def _send_event(self, ev: dict[str, Any]) -> None:
-        # the state file keeps one open event: the one behind the "Person" sensor (person
-        # events when people are detected, else face events), ended at the next start
-        if ev["type"] in ("start", "end") and ev["label"] == self._sensor_label:
-            self.state.set_open_event(ev if ev["type"] == "start" else None)
+        # the state file keeps each label's open event (face, person, car, ...): a crash's
+        # are ended at the next start
+        if ev["type"] in ("start", "end"):
+            self.state.set_open_event(ev["label"], ev if ev["type"] == "start" else None)
         level = logging.DEBUG if ev["type"] == "update" else logging.INFO
         log.log(
             level, f"{ev['label']} event {ev['type']}", extra=fields(id=ev["id"], count=ev["count"])

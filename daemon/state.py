@@ -34,7 +34,7 @@ class StateStore:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self.open_event: dict[str, Any] | None = None
+        self.open_events: dict[str, dict[str, Any]] = {}  # label -> its open event
         self.switches = self._load()
 
     def _load(self) -> Switches:
@@ -42,8 +42,12 @@ class StateStore:
             return Switches()
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            ev = data.get("open_event")
-            self.open_event = ev if isinstance(ev, dict) and isinstance(ev.get("id"), str) else None
+            found = data.get("open_events")
+            found = list(found.values()) if isinstance(found, dict) else []
+            found.append(data.get("open_event"))  # written by versions with one open event
+            for ev in found:
+                if isinstance(ev, dict) and isinstance(ev.get("id"), str):
+                    self.open_events[str(ev.get("label", "face"))] = ev
             return Switches(
                 privacy=bool(data.get("privacy", False)),
                 recording=bool(data.get("recording", True)),
@@ -63,19 +67,22 @@ class StateStore:
             self._save()
             return Switches(**asdict(self.switches))
 
-    def set_open_event(self, event: dict[str, Any] | None) -> None:
-        """Remember the event that is open (None once it has ended); saved at once."""
+    def set_open_event(self, label: str, event: dict[str, Any] | None) -> None:
+        """Remember ``label``'s open event (None once it has ended); saved at once."""
         with self._lock:
-            self.open_event = dict(event) if event is not None else None
+            if event is not None:
+                self.open_events[label] = dict(event)
+            elif self.open_events.pop(label, None) is None:
+                return
             self._save()
 
-    def take_open_event(self) -> dict[str, Any] | None:
-        """The event a previous run left open (cleared and saved), or None."""
+    def take_open_events(self) -> list[dict[str, Any]]:
+        """The events a previous run left open, one per label (cleared and saved)."""
         with self._lock:
-            ev, self.open_event = self.open_event, None
-            if ev is not None:
+            evs, self.open_events = list(self.open_events.values()), {}
+            if evs:
                 self._save()
-            return ev
+            return evs
 
     def _save(self) -> None:
         if self.path is None:
@@ -84,7 +91,7 @@ class StateStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "w", encoding="utf-8") as f:
-                json.dump({**asdict(self.switches), "open_event": self.open_event}, f)
+                json.dump({**asdict(self.switches), "open_events": self.open_events}, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)

@@ -44,17 +44,19 @@ def test_a_crashed_runs_stats_and_open_event_are_replaced_on_restart(
     w = Watcher(broker, (f"{BASE}/#",)).start()
     p = start(cfg, tmp_path / "run1.log")
     try:
-        # the state file keeps the event behind the "Person" sensor: the person event
+        # the state file keeps every label's open event: here a face's and a person's
         w.wait(
-            lambda ms: any(e["type"] == "start" and e["label"] == "person" for e in events(w)),
+            lambda ms: (
+                {"face", "person"} <= {e["label"] for e in events(w) if e["type"] == "start"}
+            ),
             60,
-            "a person event",
+            "a face event and a person event",
         )
         w.wait(lambda ms: any(s["faces"] >= 1 for s in stats(w)), 30, "stats with the face")
     finally:
         p.send_signal(signal.SIGKILL)
         p.wait(30)
-    opened = next(e for e in events(w) if e["type"] == "start" and e["label"] == "person")
+    opened = {e["label"]: e for e in events(w) if e["type"] == "start"}
     assert not any(e["type"] == "end" for e in events(w))  # killed: no end was sent
     w.stop()
 
@@ -67,10 +69,18 @@ def test_a_crashed_runs_stats_and_open_event_are_replaced_on_restart(
     try:
         first = w.wait(lambda ms: stats(w), 60, "the new run's first stats")
         assert first[0]["faces"] == 0, first[0]  # not the crashed run's count
-        w.wait(lambda ms: any(e["type"] == "end" for e in events(w)), 60, "the old event's end")
-        end = next(e for e in events(w) if e["type"] == "end")
-        assert end["id"] == opened["id"] and end.get("interrupted") is True
-        assert end["end"] >= opened["start"]
+        w.wait(
+            lambda ms: (
+                {e["id"] for e in events(w) if e["type"] == "end"}
+                >= {e["id"] for e in opened.values()}
+            ),
+            60,
+            "an end for each event the crash left open",
+        )
+        for label, ev in opened.items():
+            end = next(e for e in events(w) if e["type"] == "end" and e["id"] == ev["id"])
+            assert end.get("interrupted") is True and end["label"] == label
+            assert end["end"] >= ev["start"]
         w.wait(lambda ms: last(w, "face") == b"ON", 60, "the face seen again")
     finally:
         p.send_signal(signal.SIGTERM)

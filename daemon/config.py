@@ -15,7 +15,8 @@ from pydantic import Field, ValidationError
 
 from daemon.capture.config import CameraConfig
 from daemon.detect.config import DetectConfig
-from daemon.escrow.config import PRIVATE_MARKER, EscrowConfig
+from daemon.escrow import PRIVATE_MARKER
+from daemon.escrow.config import EscrowConfig
 from daemon.gate import GateConfig
 from daemon.mask.config import MaskConfig
 from daemon.mqtt.config import MQTTConfig

@@ -12,11 +12,10 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from daemon.escrow import PRIVATE_MARKER
 from daemon.schema import StrictModel
 
 DEFAULT_KEY = Path("/etc/veilcam/escrow.pub")
-# the armour of a private key file (daemon.escrow.keys): refused in any config value
-PRIVATE_MARKER = "VEILCAM ESCROW PRIVATE KEY"
 
 
 class EscrowConfig(StrictModel):

@@ -21,7 +21,7 @@ import nacl.secret
 import nacl.utils
 from nacl.public import PrivateKey, PublicKey
 
-from daemon.escrow.config import PRIVATE_MARKER
+from daemon.escrow import PRIVATE_MARKER
 
 PUBLIC_TAG = "VEILCAM-ESCROW-PUBLIC-KEY-1"
 PRIVATE_BEGIN = "-----BEGIN VEILCAM ESCROW PRIVATE KEY-----"

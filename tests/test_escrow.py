@@ -343,3 +343,40 @@ def test_retention_deletes_the_sealed_file_with_its_segment(tmp_path: Path) -> N
     deleted = retention.enforce(cam, RecordingConfig(path=tmp_path, min_free_percent=0))
     assert deleted == [old]
     assert not sidecar.sidecar_path(old).exists()
+
+
+def test_a_deleted_open_segment_comes_back_with_its_sealed_file(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    import shutil
+
+    keys = keygen(tmp_path / "owner")
+    rec = tmp_path / "rec"
+    cfg = escrow_config(tmp_path, rec, keys / "escrow.pub")
+    cfg.write_text(cfg.read_text().replace("segment_s: 2", "segment_s: 600"))
+    clip = data_dir / "videos" / "intel_asl_gestures" / "again.mkv"  # a face in every frame
+    cfg.write_text(
+        cfg.read_text().replace("camera:\n", f"camera:\n  source: {clip}\n  loop: true\n")
+    )
+    p = start(["--config", str(cfg)])
+    try:
+        first = wait_for(
+            lambda: [f for f in rec.rglob("*.sealed") if f.stat().st_size > 20_000],
+            120,
+            "the first sidecar growing",
+        )[0]
+        shutil.rmtree(rec / "testcam")
+        wait_for(lambda: first.exists() and len(list(rec.rglob("*.mp4"))) == 2, 60, "recovery")
+    finally:
+        p.send_signal(signal.SIGTERM)
+        code, err = finish(p)
+    assert code == 0, err[-2000:]
+    seg = Path(str(first).removesuffix(".sealed"))
+    side = sidecar.read(first)
+    assert side.complete and len(side.frames) > 10
+    r = veilcam(
+        "reveal", str(seg), "--key", str(keys / "escrow.key"), "--output", str(tmp_path / "c.mp4")
+    )
+    assert r.returncode == 0, r.stderr
+    audit = json.loads((tmp_path / "reveal-audit.jsonl").read_text())
+    assert audit["frames_revealed"] >= 10

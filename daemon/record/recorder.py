@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from daemon.escrow.sidecar import EscrowRecording
+from daemon.escrow.sidecar import EscrowRecording, sidecar_path
 from daemon.frames import MaskedFrame, require_masked
 from daemon.logs import fields
 from daemon.media.encode import EncodeError, H264Writer
@@ -337,8 +337,10 @@ class Recorder:
         """
         w, self._writer = self._writer, None
         assert w is not None
-        self._close_sidecar()
         path = w.path
+        sealed = sidecar_path(path)
+        sealed_src = _open_deleted(sealed) if self._escrow is not None else None
+        self._close_sidecar()  # finished (END record) in the unlinked file ``sealed_src`` reads
         self.error = f"recording removed while being written: {path}"
         log.warning(
             "open segment deleted, starting a new one",
@@ -349,6 +351,8 @@ class Recorder:
             w.close()  # finishes the unlinked file, which ``src`` still reads
         if src is None:
             log.error("deleted segment could not be recovered", extra=fields(path=path))
+            if sealed_src is not None:
+                os.close(sealed_src)  # no video to go beside
             return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -357,6 +361,12 @@ class Recorder:
             log.warning("deleted segment recovered", extra=fields(path=path))
         except OSError as exc:
             log.error("deleted segment could not be recovered", extra=fields(path=path, error=exc))
+        if sealed_src is not None:  # the escrow sidecar comes back beside its segment
+            try:
+                with os.fdopen(sealed_src, "rb") as fin, open(sealed, "xb") as fout:
+                    shutil.copyfileobj(fin, fout)
+            except OSError as exc:
+                log.error("deleted sealed file not recovered", extra=fields(path=sealed, error=exc))
         with contextlib.suppress(OSError):
             self.bytes_on_disk = retention.disk_usage(self.camera_dir)
 

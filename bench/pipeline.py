@@ -159,6 +159,16 @@ def make_clips(tmp: Path) -> list[tuple[str, Path]]:
     return [("720p", c720), ("1080p", c1080)]
 
 
+def on_off(on_kind: str, off_kind: str, clip: Path, repeat: int) -> tuple[list[dict], list[dict]]:
+    """Runs of two kinds, alternating, so that load changes hit both alike."""
+    on: list[dict] = []
+    off: list[dict] = []
+    for _ in range(repeat):
+        off.append(run_child(off_kind, clip))
+        on.append(run_child(on_kind, clip))
+    return on, off
+
+
 def median(rows: list[dict], key: str) -> float:
     vals = [r[key] for r in rows if r.get(key) is not None]
     return statistics.median(vals) if vals else float("nan")
@@ -198,10 +208,7 @@ def main() -> None:
         print(f"cpus={os.cpu_count()} repeat={args.repeat} (medians); load average {load}")
         for name, clip in clips:
             if args.people:
-                on, off = [], []
-                for _ in range(args.repeat):  # alternate, so that load changes hit both
-                    off.append(run_child("fast-nopeople", clip))
-                    on.append(run_child("fast", clip))
+                on, off = on_off("fast", "fast-nopeople", clip, args.repeat)
                 a, b = median(on, "cpu_ms_per_frame"), median(off, "cpu_ms_per_frame")
                 print(
                     f"{name}: people on {a:.1f} CPU-ms/frame (detector "
@@ -210,10 +217,7 @@ def main() -> None:
                 )
                 continue
             if args.escrow:
-                on, off = [], []
-                for _ in range(args.repeat):
-                    off.append(run_child("fast", clip))
-                    on.append(run_child("fast-escrow", clip))
+                on, off = on_off("fast-escrow", "fast", clip, args.repeat)
                 a, b = median(on, "cpu_ms_per_frame"), median(off, "cpu_ms_per_frame")
                 v, sb = median(on, "video_bytes"), median(on, "sealed_bytes")
                 print(

@@ -37,6 +37,12 @@ def veilcam(*args: str, passphrase: str | None = PASS) -> subprocess.CompletedPr
     )
 
 
+def reveal(
+    seg: Path, key: Path, out: Path, *extra: str, **kw: str
+) -> subprocess.CompletedProcess[str]:
+    return veilcam("reveal", str(seg), "--key", str(key), "--output", str(out), *extra, **kw)
+
+
 def keygen(out: Path) -> Path:
     r = veilcam("keygen", "--out", str(out), "--kdf", "interactive")
     assert r.returncode == 0, r.stderr
@@ -89,9 +95,7 @@ def test_reveal_restores_every_sealed_face(recorded: dict) -> None:
     checked = unchanged = 0
     for seg in recorded["segs"]:
         out = recorded["tmp"] / f"clear_{seg.stem}.mp4"
-        r = veilcam(
-            "reveal", str(seg), "--key", str(recorded["keys"] / "escrow.key"), "--output", str(out)
-        )
+        r = reveal(seg, recorded["keys"] / "escrow.key", out)
         assert r.returncode == 0, r.stderr
         masked, clear = frames_of(seg), frames_of(out)
         assert len(clear) == len(masked)
@@ -120,36 +124,14 @@ def test_reveal_restores_every_sealed_face(recorded: dict) -> None:
 def test_reveal_of_a_time_range_and_track_reveals_only_that(recorded: dict) -> None:
     seg = recorded["segs"][0]
     out = recorded["tmp"] / "part.mp4"
-    r = veilcam(
-        "reveal",
-        str(seg),
-        "--key",
-        str(recorded["keys"] / "escrow.key"),
-        "--output",
-        str(out),
-        "--from",
-        "0.5",
-        "--to",
-        "1.0",
-        "--track",
-        "999",
+    r = reveal(
+        seg, recorded["keys"] / "escrow.key", out, "--from", "0.5", "--to", "1.0", "--track", "999"
     )
     assert r.returncode == 0, r.stderr
     assert "0 regions revealed" in r.stdout  # no track 999: nothing comes back
     masked, clear = frames_of(seg), frames_of(out)
     assert min(psnr(c, m) for c, m in zip(clear, masked, strict=True)) >= 40
-    r = veilcam(
-        "reveal",
-        str(seg),
-        "--key",
-        str(recorded["keys"] / "escrow.key"),
-        "--output",
-        str(out),
-        "--from",
-        "0.5",
-        "--to",
-        "1.0",
-    )
+    r = reveal(seg, recorded["keys"] / "escrow.key", out, "--from", "0.5", "--to", "1.0")
     assert r.returncode == 0, r.stderr
     audit = json.loads((recorded["tmp"] / "reveal-audit.jsonl").read_text().splitlines()[-1])
     assert audit["from_s"] == 0.5 and audit["to_s"] == 1.0
@@ -160,24 +142,14 @@ def test_wrong_key_or_passphrase_reveals_nothing(recorded: dict) -> None:
     other = keygen(recorded["tmp"] / "stranger")
     seg = recorded["segs"][0]
     out = recorded["tmp"] / "stolen.mp4"
-    r = veilcam("reveal", str(seg), "--key", str(other / "escrow.key"), "--output", str(out))
+    r = reveal(seg, other / "escrow.key", out)
     assert r.returncode == 2 and "cannot open" in r.stderr and "sealed to SHA256:" in r.stderr
     assert not out.exists()
-    r = veilcam(
-        "reveal",
-        str(seg),
-        "--key",
-        str(recorded["keys"] / "escrow.key"),
-        "--output",
-        str(out),
-        passphrase="guess",
-    )
+    r = reveal(seg, recorded["keys"] / "escrow.key", out, passphrase="guess")
     assert r.returncode == 2 and "wrong passphrase" in r.stderr
     assert not out.exists()
     # the box's own files (public key, segment, sidecar) are no key at all
-    r = veilcam(
-        "reveal", str(seg), "--key", str(recorded["keys"] / "escrow.pub"), "--output", str(out)
-    )
+    r = reveal(seg, recorded["keys"] / "escrow.pub", out)
     assert r.returncode == 2 and "not a veilcam escrow private key" in r.stderr
 
 
@@ -221,9 +193,7 @@ def test_a_flipped_byte_costs_only_its_group_and_is_named(recorded: dict, tmp_pa
     copy.write_bytes(seg.read_bytes())
     sidecar.sidecar_path(copy).write_bytes(bytes(data))
     out = tmp_path / "clear.mp4"
-    r = veilcam(
-        "reveal", str(copy), "--key", str(recorded["keys"] / "escrow.key"), "--output", str(out)
-    )
+    r = reveal(copy, recorded["keys"] / "escrow.key", out)
     assert r.returncode == 1, r.stderr  # revealed, with a problem to report
     assert f"chunk 1, frame {target.frame_no}: fails authentication" in r.stderr
     audit = json.loads((tmp_path / "reveal-audit.jsonl").read_text())
@@ -262,7 +232,7 @@ def test_kill_9_mid_segment_keeps_every_complete_chunk(tmp_path: Path, data_dir:
     side = sidecar.read(sidecar.sidecar_path(seg))
     assert not side.complete
     out = tmp_path / "clear.mp4"
-    r = veilcam("reveal", str(seg), "--key", str(keys / "escrow.key"), "--output", str(out))
+    r = reveal(seg, keys / "escrow.key", out)
     assert "fails authentication" not in r.stderr, r.stderr
     assert "no end record" in r.stderr  # said, not hidden
     audit = json.loads((tmp_path / "reveal-audit.jsonl").read_text())
@@ -374,9 +344,7 @@ def test_a_deleted_open_segment_comes_back_with_its_sealed_file(
     seg = Path(str(first).removesuffix(".sealed"))
     side = sidecar.read(first)
     assert side.complete and len(side.frames) > 10
-    r = veilcam(
-        "reveal", str(seg), "--key", str(keys / "escrow.key"), "--output", str(tmp_path / "c.mp4")
-    )
+    r = reveal(seg, keys / "escrow.key", tmp_path / "c.mp4")
     assert r.returncode == 0, r.stderr
     audit = json.loads((tmp_path / "reveal-audit.jsonl").read_text())
     assert audit["frames_revealed"] >= 10

@@ -659,6 +659,8 @@ class Pipeline:
             "source_state": self.capture.state,
             "recording": self.recording,
             "privacy": self._privacy,
+            # the owner's key the originals are sealed to, or "off" (README, "Unmasking")
+            "escrow": getattr(getattr(self.masker, "sealer", None), "fingerprint", None) or "off",
             "latency_ms": (
                 round(statistics.median(self._latency_ms), 1) if self._latency_ms else None
             ),

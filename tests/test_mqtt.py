@@ -135,6 +135,9 @@ def test_discovery_payloads_have_what_home_assistant_requires(broker: Broker) ->
         names = {p["name"] for p in by_kind["sensor"]}
         assert {"Faces", "Processing rate", "Detector latency", "Frames obscured"} <= names
         assert {"Recording disk use", "MQTT events dropped"} <= names
+        escrow = next(p for p in by_kind["sensor"] if p["name"] == "Escrow key")
+        assert escrow["entity_category"] == "diagnostic"
+        assert escrow["value_template"] == "{{ value_json.escrow }}"
         for p in by_kind["sensor"] + by_kind["binary_sensor"]:
             assert p["state_topic"].startswith(BASE + "/")
         switches = {p["name"]: p for p in by_kind["switch"]}

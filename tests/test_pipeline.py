@@ -127,6 +127,20 @@ def run_pipeline(cfg: Config, clip: Path, detector: Any, **kw: Any) -> tuple[Pip
     return p, rec
 
 
+def test_stats_say_whether_escrow_seals_and_to_which_key(tmp_path: Path, square_clip: Path) -> None:
+    from nacl.public import PrivateKey
+
+    from daemon.escrow.seal import Sealer
+
+    cfg = make_cfg(tmp_path)
+    p, _ = run_pipeline(cfg, square_clip, SquareDetector(delay_s=0.0))
+    assert p.stats()["escrow"] == "off"
+    sealer = Sealer(cfg.escrow, PrivateKey.generate().public_key)
+    src = FileSource(str(square_clip), loop=False, realtime=False)
+    p = Pipeline(cfg, src, SquareDetector(delay_s=0.0), Masker(cfg.mask, sealer), fast=True)
+    assert p.stats()["escrow"] == sealer.fingerprint and sealer.fingerprint.startswith("SHA256:")
+
+
 def covers(region_box: tuple[int, ...], x: int, y: int) -> bool:
     rx, ry, rw, rh = region_box
     return rx <= x and ry <= y and rx + rw >= x + SQ and ry + rh >= y + SQ

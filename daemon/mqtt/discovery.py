@@ -176,6 +176,8 @@ def entities(t: Topics, labels: tuple[str, ...] = ()) -> list[tuple[str, str, di
             entity_category="diagnostic")}),
         ("sensor", "source_state", {**stats, **_stat(
             "Camera source", "source_state", entity_category="diagnostic", icon="mdi:cctv")}),
+        ("sensor", "escrow", {**stats, **_stat(
+            "Escrow key", "escrow", entity_category="diagnostic", icon="mdi:key-chain")}),
         (
             "switch",
             "recording",

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import logs
+from daemon.board import read_board
 from daemon.config import Config, ConfigError, load
 from daemon.events import PipelineListener
 from daemon.frames import MaskedFrame
@@ -265,12 +266,15 @@ class Service:
             log.critical(str(exc))
             return exc.code
         self.pipeline.start()
+        board = read_board()
         log.info(
             "running",
             extra=fields(
                 camera=self.cfg.camera.name,
                 source=self.pipeline.source.name,
                 recordings=Path(self.cfg.recording.path) / self.cfg.camera.name,
+                board=board.kind,
+                board_model=board.model or None,
             ),
         )
         started = time.monotonic()

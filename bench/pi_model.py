@@ -13,16 +13,21 @@ instruction-count plugin. Every stage runs in its own process twice, with R = 1 
 of N items after a warm-up; (count(2) - count(1)) / N is that stage's instructions per item, so
 interpreter start, imports and set-up cancel exactly.
 
-Stages, as the service runs them (config.yaml defaults, one detector run per frame):
+Stages, as the service runs them (config.yaml defaults):
 * decode: ``VideoReader.frames(yuv=True)`` (PyAV, the capture source's call): packets to planes;
-* colour: ``Frame.image`` (OpenCV I420 -> BGR), the detector's input;
-* detect: ``detect_frame`` on a ``build_frame_detector`` FrameDetector (faces: whole frame plus
-  the gated 1.0x tiles; people every 4th run), on frames spread over the clip. One interpreter
-  thread, so no thread-pool spinning is counted; the 4-core figure applies a parallel efficiency;
+* colour: ``Frame.image`` (OpenCV I420 -> BGR), the detector's input, once per detector run;
+* faces: ``detect_frame`` on a ``build_frame_detector`` FrameDetector, per detector run: whole
+  frame plus the 1.0x tiles its candidates open (tile gate), on 4 frames spread over the clip.
+  One interpreter thread, so no thread-pool spinning is counted (the 4-core figure applies a
+  parallel efficiency instead);
+* people: one ``PeopleDetector.detect`` pass (whole frame + 2x2 tiles), which the service runs
+  on every 4th detector run (``detect.people.every``);
 * track+mask: ``Tracker.update/boxes_at/prune`` and ``Masker.regions/mask`` (its own I420 ->
   BGR copy included) on consecutive frames with the detections x86 found on them;
 * encode: ``H264Writer.write`` (BGR -> I420 and libx264 ultrafast/zerolatency, the Pi 5's only
   encoder; the Pi 4's hardware encoder would take most of this stage off the CPU).
+The projection gives the detector on every frame (the most it can cost) and on every 5th (the
+cadence the service settled at at real-time pace on the 1080p clip on x86, README "Benchmark").
 
 Counts become CPU-ms with ms = instructions / (IPC * clock). Clocks: Pi 5 2.4 GHz (cortex-a76),
 Pi 4 1.8 GHz (cortex-a72, firmware since 2020; 1.5 GHz on early boards). IPC: see ``IPC`` below
@@ -76,10 +81,21 @@ BOARD = {"a76": ("Pi 5", 2.4), "a72": ("Pi 4", 1.8)}  # name, GHz
 IPC = {"a76": 2.0, "a72": 1.5}
 EFFICIENCY = 0.8  # share of 4 cores' time the pipeline's threads turn into work
 CAMERA_FPS = 25.0
-STAGES = ["decode", "colour", "detect", "track+mask", "encode"]
-WARM = {"decode": 3, "colour": 2, "detect": 1, "track+mask": 3, "encode": 3, "model": 2}
-ITEMS = {"decode": 8, "colour": 4, "detect": 4, "track+mask": 8, "encode": 8, "model": 2}
+STAGES = ["decode", "colour", "faces", "people", "track+mask", "encode"]
+WARM = {"decode": 3, "colour": 2, "faces": 1, "people": 1, "track+mask": 3, "encode": 3, "model": 2}
+ITEMS = {
+    "decode": 8,
+    "colour": 4,
+    "faces": 2,
+    "people": 1,
+    "track+mask": 8,
+    "encode": 8,
+    "model": 2,
+}
 CI_TOLERANCE = 0.10
+PER_RUN = ("colour", "faces", "people")  # once per detector run (people: per pass / PEOPLE_EVERY)
+PEOPLE_EVERY = 4  # detect.people.every (config.yaml default)
+CADENCES = (1, 5)  # detector on every frame; on every 5th (the 1080p real-time pace on x86)
 
 
 # --------------------------------------------------------------------------------------------
@@ -87,11 +103,16 @@ CI_TOLERANCE = 0.10
 # --------------------------------------------------------------------------------------------
 
 
-def _cfg(threads: int = 1) -> Any:
+def _cfg(threads: int = 1, people: bool = True) -> Any:
+    """config.yaml's defaults, but ``threads`` interpreter threads (1: nothing spins)."""
     from daemon.config import Config
 
     return Config.model_validate(
-        {"mqtt": {"enabled": False}, "detect": {"threads": threads}, "recording": {"path": "/tmp"}}
+        {
+            "mqtt": {"enabled": False},
+            "detect": {"threads": threads, "people": {"enabled": people}},
+            "recording": {"path": "/tmp"},
+        }
     )
 
 
@@ -128,19 +149,27 @@ def child(stage: str, rounds: int, args: argparse.Namespace) -> dict:
         for _ in range(rounds):
             for f in frames:
                 f.image  # noqa: B018
-    elif stage == "detect":
+    elif stage == "faces":
         from daemon.detect.combined import build_frame_detector, detect_frame
 
         images = [np.load(p) for p in args.images]
-        det = build_frame_detector(_cfg(1).detect)
-        runs, people = 0, 0
+        det = build_frame_detector(_cfg(1, people=False).detect)  # people: their own stage
+        runs = 0
         for i in range(warm + rounds * n):
-            found = detect_frame(det, images[i % len(images)], i * 0.04)
+            detect_frame(det, images[i % len(images)], i * 0.04)
             if i >= warm:
                 runs += det.last_runs
-                people += any(d.label != "face" for d in found)
-        out["face_runs"], out["people_frames"] = runs, people
+        out["face_runs"] = runs
         det.close()
+    elif stage == "people":
+        from daemon.detect.ssd_people import PeopleDetector
+
+        images = [np.load(p) for p in args.images]
+        cfg = _cfg(1).detect
+        people = PeopleDetector(cfg.people, cfg.models_dir, cfg.threads)
+        for i in range(warm + rounds * n):
+            people.detect(images[i % len(images)])
+        people.close()
     elif stage == "track+mask":
         from daemon.mask.masker import Masker, grow
         from daemon.mask.people import tracked_mask_box
@@ -314,10 +343,20 @@ def stage_args(p: dict[str, Any]) -> list[str]:
     return ["--clip", p["clip"], "--dets", p["dets"], "--images", *p["images"]]
 
 
-def project(insn: dict[str, float], ipc: float, ghz: float) -> dict[str, float]:
+def project(insn: dict[str, float], ipc: float, ghz: float, every: int = 1) -> dict[str, float]:
+    """CPU-ms per stage and frame, their total, the fps 4 cores carry and the share of 4 cores
+    25 fps takes, with the detector (colour conversion for it + detect) on every ``every``-th
+    frame; the other stages run on every frame."""
     ms = {s: v / (ipc * ghz * 1e6) for s, v in insn.items()}
-    total = sum(ms.values())
-    return {**ms, "total": total, "fps4": 1000 * 4 * EFFICIENCY / total}
+    if "people" in ms:
+        ms["people"] /= PEOPLE_EVERY  # a pass on every PEOPLE_EVERY-th detector run
+    total = sum(v / every if s in PER_RUN else v for s, v in ms.items())
+    return {
+        **ms,
+        "total": total,
+        "fps4": 1000 * 4 * EFFICIENCY / total,
+        "share25": 100 * total * CAMERA_FPS / (1000 * 4 * EFFICIENCY),
+    }
 
 
 def check_faces(cpu: str, extra: list[str]) -> bool:
@@ -393,6 +432,8 @@ def main() -> None:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         prep = prepare(Path(tmp), res)
+        if args.validate:  # before the emulators load the machine
+            results["native"] = native_figures(prep, res, args.repeat)
         futs = {
             (cpu, r, s): submit_pair(pool, cpu, s, stage_args(prep[r]))
             for cpu in cpus
@@ -405,9 +446,7 @@ def main() -> None:
             print(f"  counted {cpu} {r}p {s}: {results['counts'][cpu][r][s]['insn'] / 1e6:.1f} M")
         results["model_run"] = {c: per_item("model", pair) for c, pair in model.items()}
         checks = {}
-        if args.validate:
-            results["native"] = native_figures(prep, res, args.repeat)
-        elif not args.no_check:
+        if not args.validate and not args.no_check:
             for c in cpus:
                 checks[c] = check_faces(c, [])
         results["faces_check"] = checks
@@ -454,25 +493,42 @@ def native_figures(prep: dict[str, dict[str, Any]], res: list[str], repeat: int)
 
 
 def report(results: dict[str, Any], cpus: list[str], res: list[str]) -> None:
+    """Markdown tables: instructions per frame (per detector run for colour and faces, per pass
+    for people), then the projection in CPU-ms (people: per detector run) and fps."""
+    head = " | ".join(STAGES)
+    print(f"\nInstructions (M) per frame; colour and faces per detector run, people per pass\n\n"
+          f"| CPU | clip | {head} | face-model runs per detector run |\n"
+          f"|---|---|{'---|' * len(STAGES)}---|")  # fmt: skip
     for cpu in cpus:
-        name, ghz = BOARD.get(cpu, ("x86", 0.0))
         for r in res:
             c = results["counts"][cpu][r]
-            insn = {s: c[s]["insn"] for s in STAGES}
-            print(f"\n{name} ({CPUS.get(cpu, cpu)}), {r}p: instructions per frame")
-            for s in STAGES:
-                extra = ""
-                if "face_runs_per_frame" in c[s]:
-                    extra = f"  ({c[s]['face_runs_per_frame']:.2f} face-model runs/frame)"
-                print(f"  {s:<11} {insn[s] / 1e6:9.1f} M{extra}")
-            if cpu in IPC:
-                p = project(insn, IPC[cpu], ghz)
-                print(f"  CPU-ms/frame at IPC {IPC[cpu]} x {ghz} GHz: "
-                      + ", ".join(f"{s} {p[s]:.1f}" for s in STAGES)
-                      + f"; total {p['total']:.1f} ms")  # fmt: skip
-                share = 100 * p["total"] * CAMERA_FPS / 4000
-                print(f"  4 cores at {EFFICIENCY:.0%} efficiency: {p['fps4']:.1f} fps "
-                      f"(25 fps needs {share:.0f} % of 4 cores)")  # fmt: skip
+            cells = " | ".join(f"{c[s]['insn'] / 1e6:.0f}" for s in STAGES)
+            runs = c["faces"].get("face_runs_per_frame", float("nan"))
+            print(f"| {CPUS.get(cpu, cpu)} | {r}p | {cells} | {runs:.2f} |")
+    if any(c in IPC for c in cpus):
+        print(f"\nProjected CPU-ms (IPC x clock below); 4 cores at {EFFICIENCY:.0%} parallel "
+              f"efficiency; share = share of 4 cores 25 fps needs\n\n"
+              f"| board | clip | {head} | detector every frame: total, fps, share "
+              f"| every 5th frame: total, fps, share |\n"
+              f"|---|---|{'---|' * len(STAGES)}---|---|")  # fmt: skip
+    for cpu in [c for c in cpus if c in IPC]:
+        name, ghz = BOARD[cpu]
+        for r in res:
+            insn = {s: results["counts"][cpu][r][s]["insn"] for s in STAGES}
+            p = {k: project(insn, IPC[cpu], ghz, k) for k in CADENCES}
+            cells = " | ".join(f"{p[1][s]:.1f}" for s in STAGES)
+            tot = " | ".join(
+                f"{p[k]['total']:.0f} ms, {p[k]['fps4']:.1f} fps, {p[k]['share25']:.0f} %"
+                for k in CADENCES
+            )
+            print(f"| {name} ({CPUS[cpu]}, IPC {IPC[cpu]}, {ghz} GHz) | {r}p | {cells} | {tot} |")
+    if "model_run" in results:
+        for cpu, m in results["model_run"].items():
+            print(f"\nOne CenterFace run (544x416, 1 thread) on {CPUS.get(cpu, cpu)}: "
+                  f"{m['insn'] / 1e6:.1f} M instructions")  # fmt: skip
+    if results.get("faces_check"):
+        verdicts = [f"{c} {'pass' if ok else 'FAIL'}" for c, ok in results["faces_check"].items()]
+        print("\ndlib_faces detections, emulated vs x86 (1 px, 0.02): " + ", ".join(verdicts))
     nat = results.get("native")
     if nat:
         rate = results["model_run"]["x86"]["insn"] / nat["model_ms"]  # instructions per CPU-ms
@@ -483,8 +539,9 @@ def report(results: dict[str, Any], cpus: list[str], res: list[str]) -> None:
             c = results["counts"]["x86"][r]
             runs = nat[r]["runs_per_frame"]
             per = {s: c[s]["insn"] for s in STAGES}
-            per["colour"] *= runs  # the detector's input: converted once per detector run
-            per["detect"] *= runs
+            per["people"] /= PEOPLE_EVERY
+            for s in PER_RUN:  # once per detector run
+                per[s] *= runs
             ms = sum(per.values()) / rate
             got = nat[r]["cpu_ms_per_frame"]
             print(f"  {r}p: projected {ms:.1f} CPU-ms/frame (detector on {runs:.2f} of frames, "

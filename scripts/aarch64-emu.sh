@@ -99,7 +99,7 @@ fi
 reqs=(ai-edge-litert numpy opencv-python-headless av "paho-mqtt>=2,<3" "pydantic>=2.5,<3" pyyaml
   tqdm)
 stamp=$SITE/.veilcam-wheels
-want=$(printf '%s\n' "${reqs[@]}" | cat - "$REPO/deploy/constraints-bookworm.txt" | sha256sum | cut -c1-12)
+want=$(printf '%s\n' "${reqs[@]}" compiled | cat - "$REPO/deploy/constraints-bookworm.txt" | sha256sum | cut -c1-12)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   wheels=$CACHE/wheels-aarch64
   rm -rf "$wheels" "$SITE"  # only what this resolution picks (no stale versions beside it)
@@ -113,6 +113,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   for whl in "$wheels"/*.whl; do
     unzip -q -o "$whl" -d "$SITE"
   done
+  # bytecode once, here (3.11 on both sides: same magic): each emulated run would otherwise
+  # compile numpy's and pydantic's sources again, ~20 s of emulation per start
+  "$PY" -m compileall -q -j 0 "$SITE" >/dev/null || true
   # readable by the user bench/pi_model.py runs as
   chmod -R a+rX "$SITE"
   echo "$want" >"$stamp"

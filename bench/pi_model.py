@@ -133,7 +133,7 @@ def child(stage: str, rounds: int, args: argparse.Namespace) -> dict:
     """One counted process: set-up, WARM[stage] warm-up items, then rounds * ITEMS[stage]."""
     import numpy as np
 
-    warm, n = WARM[stage], ITEMS[stage]
+    warm, n = WARM.get(stage, 0), ITEMS.get(stage, 1)
     out: dict[str, Any] = {"stage": stage, "rounds": rounds}
     if stage == "decode":
         from daemon.media.decode import VideoReader

@@ -459,10 +459,10 @@ def main() -> None:
                 checks[c] = check_faces(c, [])
         results["faces_check"] = checks
     results["elapsed_s"] = round(time.monotonic() - t0)
+    if args.json:  # first: a report that fails must not lose the counts
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
     if not args.check_only:
         report(merge([results]), cpus, res)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
     if checks and not all(checks.values()):
         raise SystemExit("pi-model: emulated detections differ from x86's")
 
@@ -534,7 +534,7 @@ def report(results: dict[str, Any], cpus: list[str], res: list[str]) -> None:
     for cpu in cpus:
         for r in res:
             c = results["counts"][cpu][r]
-            cells = " | ".join(f"{c[s]['insn'] / 1e6:.0f}" for s in STAGES)
+            cells = " | ".join(f"{c[s]['insn'] / 1e6:.0f}" if s in c else "–" for s in STAGES)
             runs = c["faces"].get("face_runs_per_frame", float("nan"))
             print(f"| {CPUS.get(cpu, cpu)} | {r}p | {cells} | {runs:.2f} |")
     if any(c in IPC for c in cpus):
@@ -546,6 +546,8 @@ def report(results: dict[str, Any], cpus: list[str], res: list[str]) -> None:
     for cpu in [c for c in cpus if c in IPC]:
         name, ghz = BOARD[cpu]
         for r in res:
+            if any(s not in results["counts"][cpu][r] for s in STAGES):
+                continue  # some stages not counted (and none to borrow)
             insn = {s: results["counts"][cpu][r][s]["insn"] for s in STAGES}
             p = {k: project(insn, IPC[cpu], ghz, k) for k in CADENCES}
             cells = " | ".join(f"{p[1][s]:.1f}" for s in STAGES)
@@ -569,6 +571,8 @@ def report(results: dict[str, Any], cpus: list[str], res: list[str]) -> None:
               f"{rate / 1e6:.2f} G instructions per CPU-second")  # fmt: skip
         for r in res:
             c = results["counts"]["x86"][r]
+            if any(s not in c for s in STAGES):
+                continue
             runs = nat[r]["runs_per_frame"]
             per = {s: c[s]["insn"] for s in STAGES}
             per["people"] /= PEOPLE_EVERY

@@ -30,9 +30,12 @@ The projection gives the detector on every frame (the most it can cost) and on e
 cadence the service settled at at real-time pace on the 1080p clip on x86, README "Benchmark").
 
 Counts become CPU-ms with ms = instructions / (IPC * clock). Clocks: Pi 5 2.4 GHz (cortex-a76),
-Pi 4 1.8 GHz (cortex-a72, firmware since 2020; 1.5 GHz on early boards). IPC: see ``IPC`` below
-for where each value comes from; a single IPC per core is the model's main simplification. Fps
-on 4 cores = 1000 * 4 * EFFICIENCY / total CPU-ms per frame.
+Pi 4 1.8 GHz (cortex-a72, firmware since 2020; 1.5 GHz on early boards). IPC: 2.0 (a76) and
+1.5 (a72) are stated assumptions, NOT calibrations: no published Pi 4 / Pi 5 figure of a
+workload counted here was found. The nearest published one, XNNPACK's README table "Raspberry
+Pi" (https://github.com/google/XNNPACK, FP32 MobileNet v2 1.0x: 44 ms on a Pi 4, 4 threads,
+end2end-bench, Feb 2020), is FP32, a model not run here, and has no Pi 5 column. Fps on 4 cores
+= 1000 * 4 * EFFICIENCY / total CPU-ms per frame; fps scale with the IPC assumed.
 
 Validation (``--validate``): the same stages counted under ``qemu-x86_64`` (TCG offers up to
 AVX2, not the AVX-512 VNNI the host's native XNNPACK uses), IPC calibrated on one detector run
@@ -74,10 +77,8 @@ CACHE = Path(os.environ.get("VEILCAM_EMU_CACHE", "/var/cache/veilcam-emu"))
 
 CPUS = {"a76": "cortex-a76", "a72": "cortex-a72"}
 BOARD = {"a76": ("Pi 5", 2.4), "a72": ("Pi 4", 1.8)}  # name, GHz
-# Instructions per cycle, one per core. No published Pi figure could be matched to a workload
-# counted here (see the README section "On a Raspberry Pi (projected)"), so these are stated
-# assumptions, not calibrations: Arm's cortex-a76 is a 4-wide out-of-order core, the a72 3-wide;
-# sustained IPC of ~2 and ~1.5 on NEON-heavy integer code are the figures the issue started from.
+# Instructions per cycle, one per core: assumptions, not calibrations (module docstring; README
+# "On a Raspberry Pi (projected)"). cortex-a76 is 4-wide out of order, the a72 3-wide.
 IPC = {"a76": 2.0, "a72": 1.5}
 EFFICIENCY = 0.8  # share of 4 cores' time the pipeline's threads turn into work
 CAMERA_FPS = 25.0

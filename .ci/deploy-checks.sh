@@ -10,7 +10,11 @@
 #           started by the same unit reports what it may and may not do), reload works, a second
 #           install changes nothing, uninstall keeps the recordings. Needs root; the container's
 #           root file system is cached in $VEILCAM_CI_CACHE (default /var/cache/veilcam-ci).
-# Usage: .ci/deploy-checks.sh [units|deps|scripts|boot]...   (no argument: all of them)
+#   pimodel the detector's instructions per run at 544x416 on cortex-a76 (qemu-aarch64 with the
+#           insn plugin), at most 10 % over bench/pi_baseline.json: a per-frame regression on the
+#           Pi is visible in every change. Needs root the first time (apt-get); the emulator,
+#           arm64 userland and wheels are cached in $VEILCAM_EMU_CACHE (/var/cache/veilcam-emu).
+# Usage: .ci/deploy-checks.sh [units|deps|scripts|boot|pimodel]...   (no argument: all of them)
 # UNIT_DIR=dir overrides where the units are read from (the tests use it to show a weak unit fails).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -347,14 +351,19 @@ check_boot() {
   echo "boot: re-install same result; uninstall kept recordings and config"
 }
 
+check_pimodel() {
+  PY="$PY" "$PY" "$REPO/bench/pi_model.py" --ci || fail "pimodel: see above"
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(units deps scripts boot)
+[ ${#steps[@]} -gt 0 ] || steps=(units deps scripts boot pimodel)
 for step in "${steps[@]}"; do
   case $step in
     units) check_units ;;
     deps) check_deps ;;
     scripts) check_scripts ;;
     boot) check_boot ;;
+    pimodel) check_pimodel ;;
     *) fail "unknown step $step" ;;
   esac
 done

@@ -97,7 +97,7 @@ fi
 
 # --- aarch64 cp311 wheels, unzipped onto one PYTHONPATH directory ------------------------------
 reqs=(ai-edge-litert numpy opencv-python-headless av "paho-mqtt>=2,<3" "pydantic>=2.5,<3" pyyaml
-  tqdm)
+  tqdm "pynacl>=1.5")
 stamp=$SITE/.veilcam-wheels
 want=$(printf '%s\n' "${reqs[@]}" compiled | cat - "$REPO/deploy/constraints-bookworm.txt" | sha256sum | cut -c1-12)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then

@@ -9,14 +9,17 @@ run once on a blank frame, with a face region and every zone, in the thread that
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from daemon.escrow.seal import Sealer
 from daemon.frames import Frame
 from daemon.mask.config import MaskConfig
 from daemon.mask.masker import Masker
 from daemon.regions import Detection
+
+if TYPE_CHECKING:
+    from daemon.escrow.seal import Sealer
 
 SIZE = 64  # px: zones are clipped to the frame as they are on real frames
 

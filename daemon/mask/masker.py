@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from daemon.escrow.seal import Sealer
 from daemon.frames import Frame, MaskedFrame, claim_masker_key
 from daemon.mask import styles
 from daemon.mask.config import MaskConfig
 from daemon.mask.people import mask_box
 from daemon.regions import Box, Detection, Region
+
+if TYPE_CHECKING:
+    from daemon.escrow.seal import Sealer
 
 _KEY = claim_masker_key()
 

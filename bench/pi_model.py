@@ -592,8 +592,8 @@ def report(results: dict[str, Any], cpus: list[str], res: list[str]) -> None:
               f"{rate / 1e6:.2f} G instructions per CPU-second")  # fmt: skip
         for r in [r for r in res if r in results["counts"]["x86"]]:
             c = results["counts"]["x86"][r]
-            if any(s not in c for s in STAGES):
-                continue
+            if any(s not in c for s in STAGES) or r not in nat:
+                continue  # (a size validated in another run: its own --json)
             runs = nat[r]["runs_per_frame"]
             per = {s: c[s]["insn"] for s in STAGES}
             per["people"] /= PEOPLE_EVERY

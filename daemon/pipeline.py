@@ -354,8 +354,14 @@ class Pipeline:
 
     def _too_far(self, frame: Frame) -> bool:
         """--fast: hold the file back while the detector is most of a deadline behind it."""
-        if not self.fast or self._taken_pts is None:
+        if not self.fast:
             return False
+        if self._taken_pts is None:
+            # before the detector's first run: it takes the newest frame, which must still
+            # cover the first (frames 1 s apart: it took frame 3 and frames 0-2 went black)
+            return bool(self._pending) and frame.pts - self._pending[0].pts > 0.9 * (
+                self.gate.deadline_s
+            )
         if not self._detecting and self._latest is None:
             return False  # the detector has nothing to catch up on (e.g. frames 1 s apart)
         return frame.pts - self._taken_pts > 0.9 * self.gate.deadline_s

@@ -339,6 +339,8 @@ def prepare(tmp: Path, res: list[str]) -> dict[str, dict[str, Any]]:
         picks = [frames[round(i * (len(frames) - 1) / 3)] for i in range(4)]
         images = []
         for k, f in enumerate(picks):
+            # frames of the shared public clip (not a camera's), in this run's temp dir, for the
+            # emulated children; deleted with it
             p = tmp / f"{r}_{k}.npy"
             np.save(p, f.image)
             images.append(str(p))

@@ -102,6 +102,11 @@ class _Events:
         return dict(cur)
 
 
+def source_fps(cfg: Config, source: object) -> float:
+    """The camera's frame rate: configured, else the source's, else 25."""
+    return float(cfg.camera.fps or getattr(source, "fps", None) or 25.0)
+
+
 class Pipeline:
     """One camera's running pipeline. Thread-safe controls: see ``daemon.events``."""
 
@@ -300,7 +305,7 @@ class Pipeline:
         self.capture.start()
 
     def source_fps(self) -> float:
-        return float(self.cfg.camera.fps or getattr(self.source, "fps", None) or 25.0)
+        return source_fps(self.cfg, self.source)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop capturing, emit what is held (masked or obscured), finish the segment.

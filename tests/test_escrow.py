@@ -348,3 +348,27 @@ def test_a_deleted_open_segment_comes_back_with_its_sealed_file(
     assert r.returncode == 0, r.stderr
     audit = json.loads((tmp_path / "reveal-audit.jsonl").read_text())
     assert audit["frames_revealed"] >= 10
+
+
+def test_bad_reveal_inputs_are_clear_errors(recorded: dict, tmp_path: Path) -> None:
+    seg = recorded["segs"][0]
+    key = recorded["keys"] / "escrow.key"
+    r = veilcam(
+        "reveal",
+        str(seg),
+        "--key",
+        str(key),
+        "--output",
+        str(tmp_path / "o.mp4"),
+        "--passphrase-file",
+        str(tmp_path / "missing"),
+    )
+    assert r.returncode != 0 and "cannot read the passphrase" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = reveal(seg, key, tmp_path / "no" / "such" / "dir" / "o.mp4")
+    assert r.returncode == 2 and "cannot write" in r.stderr and "Traceback" not in r.stderr
+    copy = tmp_path / seg.name
+    copy.write_bytes(seg.read_bytes())
+    sidecar.sidecar_path(copy).write_bytes(sidecar.MAGIC + b"\x00\x00\x00\x02[]")
+    r = reveal(copy, key, tmp_path / "o.mp4")
+    assert r.returncode == 2 and "damaged header" in r.stderr and "Traceback" not in r.stderr

@@ -30,7 +30,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def read_passphrase(file: str | None, confirm: bool) -> bytes:
     """From a file (first line), ``VEILCAM_PASSPHRASE``, or the terminal."""
     if file:
-        return Path(file).read_bytes().splitlines()[0] if Path(file).stat().st_size else b""
+        try:
+            lines = Path(file).read_bytes().splitlines()
+        except OSError as exc:
+            raise SystemExit(f"{file}: cannot read the passphrase: {exc.strerror or exc}") from None
+        return lines[0] if lines else b""
     env = os.environ.get("VEILCAM_PASSPHRASE")
     if env is not None:
         return env.encode()

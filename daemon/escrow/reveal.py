@@ -99,6 +99,8 @@ def reveal(
     """Write ``output``: ``segment`` with the selected sealed regions restored."""
     segment, output = Path(segment), Path(output)
     select = select or Selection()
+    if not output.resolve().parent.is_dir():
+        raise RevealError(f"{output}: cannot write: its folder does not exist")
     side_path = sc.sidecar_path(segment)
     if not side_path.exists():
         raise RevealError(f"{segment}: no sealed regions ({side_path.name} is missing)")
@@ -124,7 +126,10 @@ def reveal(
         sealed = _Unsealer(side.frames, aeads, report).frames()
         pending = next(sealed, None)
         vin = src.streams.video[0]
-        dst = av.open(str(output), mode="w")
+        try:
+            dst = av.open(str(output), mode="w")
+        except (av.FFmpegError, OSError) as exc:
+            raise RevealError(f"{output}: cannot write: {exc}") from None
         with dst:
             vout = dst.add_stream("libx264", rate=vin.average_rate or Fraction(25))
             vout.width, vout.height = vin.codec_context.width, vin.codec_context.height

@@ -215,6 +215,8 @@ def read(path: str | Path) -> Sidecar:
         header = json.loads(data[len(MAGIC) + 4 : len(MAGIC) + 4 + n])
     except ValueError:
         raise SidecarError(f"{path}: damaged header") from None
+    if not isinstance(header, dict):
+        raise SidecarError(f"{path}: damaged header")
     out = Sidecar(header)
     chunk = -1
     for off, tag, body, problem in _records(data, len(MAGIC) + 4 + n):

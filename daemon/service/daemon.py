@@ -91,10 +91,6 @@ def _sealer(cfg: Config, fps: float) -> Any:
     return sealer
 
 
-def _source_fps(cfg: Config, source: Any) -> float:
-    return float(cfg.camera.fps or getattr(source, "fps", None) or 25.0)
-
-
 class StartError(Exception):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
@@ -188,7 +184,7 @@ class Service:
     def _build_pipeline(self, cfg: Config, detector: Any) -> Any:
         from daemon.capture.sources import SourceError, make_source
         from daemon.mask.masker import Masker
-        from daemon.pipeline import Pipeline
+        from daemon.pipeline import Pipeline, source_fps
 
         camera = cfg.camera
         if self.fast:
@@ -202,7 +198,7 @@ class Service:
             cfg,
             source,
             detector,
-            Masker(cfg.mask, sealer=_sealer(cfg, _source_fps(cfg, source))),
+            Masker(cfg.mask, sealer=_sealer(cfg, source_fps(cfg, source))),
             fast=self.fast,
             state=self.state,
             on_written=self._written,

@@ -42,6 +42,11 @@ STATS_KEYS = (
     "recording",  # bool: recording switched on (set_recording)
     "privacy",  # bool: privacy mode on (set_privacy)
     "latency_ms",  # median capture -> emitted latency over the last period
+    "escrow",  # the escrow key's fingerprint, or "off"
+    "detect_profile",  # the detection profile in use (daemon/detect/profiles.py)
+    "detect_profile_reason",  # why: each profile tried and its projection
+    "board_overloaded",  # bool: the board cannot carry the camera even with that profile
+    "projected_cpu_percent",  # the projection's share of the cores, or None (no projection)
 )
 
 

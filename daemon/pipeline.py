@@ -675,6 +675,20 @@ class Pipeline:
             "latency_ms": (
                 round(statistics.median(self._latency_ms), 1) if self._latency_ms else None
             ),
+            **self._profile_stats(),
+        }
+
+    def _profile_stats(self) -> dict[str, Any]:
+        """The detection profile fitted to the board (README, "Detection profiles"); until the
+        first frame sets it, the configured one."""
+        choice = getattr(self.detector, "choice", None)
+        if choice is not None:
+            return dict(choice.stats())
+        return {
+            "detect_profile": self.cfg.detect.schedule.profile,
+            "detect_profile_reason": "",
+            "board_overloaded": False,
+            "projected_cpu_percent": None,
         }
 
     def _maybe_stats(self, force: bool = False) -> None:

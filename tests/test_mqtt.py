@@ -104,11 +104,11 @@ def test_discovery_payloads_have_what_home_assistant_requires(broker: Broker) ->
     bridge = make_bridge(cfg_for(broker))
     try:
         first = Watcher(broker, ("homeassistant/#",)).start()
-        first.wait(lambda ms: len(configs(first)) >= 14, 10, "discovery published")
+        first.wait(lambda ms: len(configs(first)) >= 16, 10, "discovery published")
         first.stop()
         # a client that connects afterwards still sees everything: discovery is retained
         w = Watcher(broker, ("homeassistant/#", f"{BASE}/#")).start()
-        w.wait(lambda ms: len(configs(w)) >= 14, 10, "14 discovery messages")
+        w.wait(lambda ms: len(configs(w)) >= 16, 10, "16 discovery messages")
         found = configs(w)
         assert all(m.retain for m in w.msgs if m.topic.endswith("/config"))
         by_kind: dict[str, list[dict[str, Any]]] = {}
@@ -131,7 +131,14 @@ def test_discovery_payloads_have_what_home_assistant_requires(broker: Broker) ->
         assert len({p["unique_id"] for p in found.values()}) == len(found)
         assert set(by_kind) == {"camera", "binary_sensor", "sensor", "switch", "button", "event"}
         assert by_kind["camera"][0]["topic"] == f"{BASE}/snapshot"
-        assert {p["name"] for p in by_kind["binary_sensor"]} == {"Person", "Face"}
+        binary = {p["name"] for p in by_kind["binary_sensor"]}
+        assert binary == {"Person", "Face", "Board overloaded"}
+        overloaded = next(p for p in by_kind["binary_sensor"] if p["name"] == "Board overloaded")
+        assert overloaded["device_class"] == "problem"
+        assert overloaded["entity_category"] == "diagnostic"
+        profile = next(p for p in by_kind["sensor"] if p["name"] == "Detection profile")
+        assert profile["value_template"] == "{{ value_json.detect_profile }}"
+        assert profile["json_attributes_topic"] == f"{BASE}/stats"
         names = {p["name"] for p in by_kind["sensor"]}
         assert {"Faces", "Processing rate", "Detector latency", "Frames obscured"} <= names
         assert {"Recording disk use", "MQTT events dropped"} <= names

@@ -172,6 +172,7 @@ def _people(args: argparse.Namespace) -> int:
     every image a single still (whole frame and tiles), recall and AP at IoU 0.5."""
     from daemon.commands._common import load_config
     from daemon.detect import ModelError
+    from daemon.detect.profiles import concrete
     from daemon.detect.ssd_people import PeopleDetector
     from daemon.evaluate.dataset import DatasetError
     from daemon.evaluate.people import evaluate_people, table
@@ -183,7 +184,8 @@ def _people(args: argparse.Namespace) -> int:
     if cfg is None:
         return 2
     try:
-        det = PeopleDetector(cfg.detect.people, cfg.detect.models_dir, cfg.detect.threads)
+        dcfg = concrete(cfg.detect)
+        det = PeopleDetector(dcfg.people, dcfg.models_dir, dcfg.threads)
     except ModelError as exc:
         print(f"veilcam eval: {exc}", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from daemon.detect.config import DetectConfig
+from daemon.detect.config import DetectConfig, ScheduleConfig
 from daemon.detect.errors import DetectorError, ModelError
 from daemon.detect.manifest import verified_model
 from daemon.detect.tiling import TiledDetector, WindowModel
@@ -30,6 +30,11 @@ class Detector:
     @property
     def input_size(self) -> tuple[int, int]:
         return self._tiled.width, self._tiled.height
+
+    def use_schedule(self, schedule: ScheduleConfig) -> None:
+        """Run later frames with this schedule (a detection profile chosen for the camera)."""
+        self._tiled.schedule = schedule
+        self._tiled.reset()
 
     @property
     def last_runs(self) -> int:
@@ -87,7 +92,9 @@ class Detector:
 
 def build_detector(cfg: DetectConfig | None = None) -> Detector:
     """The configured backend over verified models. Raises ModelError if a model is not right."""
-    cfg = cfg or DetectConfig()
+    from daemon.detect.profiles import concrete
+
+    cfg = concrete(cfg or DetectConfig())
     make: Callable[[int], WindowModel]
     if cfg.backend == "centerface":
         from daemon.detect.centerface import CenterFaceModel

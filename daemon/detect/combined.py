@@ -12,6 +12,7 @@ drops weak faces that no person surrounds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,11 @@ class FrameDetector:
         self._since = 0  # face runs since the last person pass
         self._last_pts: float | None = None  # video time of the last person pass
         self._due = True
+        # Called with each new frame size before that frame is searched: the concrete config
+        # of the detection profile fitted to the camera (daemon.detect.profiles.choose).
+        self.chooser: Callable[[int, int], tuple[DetectConfig, Any]] | None = None
+        self.choice: Any = None  # the chooser's last Choice (its stats go to MQTT)
+        self._size: tuple[int, int] | None = None
 
     def __getattr__(self, name: str) -> Any:  # name, input_size, windows, last_runs, ...
         return getattr(self.faces, name)
@@ -55,6 +61,7 @@ class FrameDetector:
     ) -> list[Detection]:
         """``pts``: the frame's video time; with ``max_gap_s`` a person pass also runs once
         that much video time has passed since the last one, however few runs that took."""
+        self._fit(getattr(image_bgr, "shape", ()))
         found = self.faces.detect(image_bgr, stream=stream, still=still)
         if self.people is None:
             return found
@@ -72,6 +79,20 @@ class FrameDetector:
         self._due, self._since, self._last_pts = False, 0, pts
         self._people = [d for d in people if d.label == "person"]
         return [*self._veto(found, image_bgr.shape), *people]
+
+    def fit_with(self, chooser: Callable[[int, int], tuple[DetectConfig, Any]]) -> None:
+        """Choose the schedule with ``chooser`` again at the next frame, whatever its size."""
+        self.chooser, self._size = chooser, None
+
+    def _fit(self, shape: tuple[int, ...]) -> None:
+        size = (int(shape[1]), int(shape[0]))
+        if self.chooser is None or size == self._size or len(shape) != 3:
+            return
+        self._size = size
+        cfg, self.choice = self.chooser(*size)
+        self.faces.use_schedule(cfg.schedule)
+        if self.people is not None:
+            self.people.cfg = cfg.people
 
     def _veto(self, found: list[Detection], shape: tuple[int, ...]) -> list[Detection]:
         """Weak faces need a person around them (a face has a head, a head a body), unless
@@ -110,7 +131,11 @@ class FrameDetector:
 def build_frame_detector(cfg: DetectConfig, every: int | None = None) -> FrameDetector:
     """Faces always; people when ``detect.people.enabled``, on every ``every``-th run (default
     ``detect.people.every``). Raises ModelError like :func:`daemon.detect.build_detector` when a
-    model is missing or altered."""
+    model is missing or altered. Null profile keys get the configured profile's values (auto:
+    full); the service then fits the profile to the board at the first frame (``chooser``)."""
+    from daemon.detect.profiles import concrete
+
+    cfg = concrete(cfg)
     faces = build_detector(cfg)
     people = None
     if cfg.people.enabled:

@@ -13,6 +13,8 @@ from pydantic import Field, model_validator
 from daemon.detect.people_config import PeopleConfig
 from daemon.schema import StrictModel
 
+FULL_TILE_SCALES = (1.0,)  # the "full" detection profile's (daemon/detect/profiles.py), which
+# a config no profile was applied to also gets (people: FULL_PEOPLE_TILES)
 TileScale = Annotated[float, Field(ge=0.1, le=3.0)]
 Side = Annotated[int, Field(ge=32, le=4096)]  # the validator narrows it to 128 – 2048
 Level = Annotated[float, Field(ge=0, le=255)]  # a frame's mean 8-bit level
@@ -72,14 +74,21 @@ class ScheduleConfig(StrictModel):
     into overlapping model-sized windows so that small faces keep enough pixels.
     """
 
+    profile: Literal["auto", "full", "balanced", "light"] = Field(
+        "auto",
+        description="how much of each frame is searched (daemon/detect/profiles.py): full, "
+        "balanced, light, or auto: the most protective one the board carries at the camera's "
+        "size and rate; it fills tile_scales and detect.people.tiles where they are null",
+    )
     whole_frame: bool = Field(True, description="one pass over the whole frame, letterboxed")
     whole_frame_flip: bool = Field(
         False, description="also run the whole-frame pass mirrored (one more model run)"
     )
-    tile_scales: list[TileScale] = Field(
-        default_factory=lambda: [1.0],
+    tile_scales: list[TileScale] | None = Field(
+        None,
         max_length=8,
-        description="tile passes: frame resized by each factor, then cut into model-size tiles",
+        description="tile passes: frame resized by each factor, then cut into model-size tiles "
+        "(null: the profile's; full: [1.0])",
     )
     still_tile_scales: list[TileScale] | None = Field(
         default_factory=lambda: [1.5],
@@ -136,10 +145,10 @@ class ScheduleConfig(StrictModel):
     @model_validator(mode="after")
     def _some_pass(self) -> "ScheduleConfig":
         if not self.whole_frame and not self.tile_scales:
-            raise ValueError("schedule needs whole_frame or at least one tile scale")
+            raise ValueError("schedule needs whole_frame or at least one tile scale given")
         if not self.whole_frame and self.still_tile_scales == []:
             raise ValueError("schedule needs whole_frame or at least one still tile scale")
-        for s in [*self.tile_scales, *(self.still_tile_scales or [])]:
+        for s in [*(self.tile_scales or []), *(self.still_tile_scales or [])]:
             if not 0.1 <= s <= 3.0:
                 raise ValueError(f"tile scale {s} outside 0.1 – 3.0")
         return self
@@ -148,7 +157,12 @@ class ScheduleConfig(StrictModel):
 class DetectConfig(StrictModel):
     backend: Literal["centerface", "blazeface"] = "centerface"
     models_dir: Path | None = Field(None, description="where the .tflite files are; auto if unset")
-    threads: int = Field(2, ge=1, le=16, description="interpreter threads (XNNPACK)")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="interpreter threads (XNNPACK); null: one per core but one, 2 - 4",
+    )
     centerface: CenterFaceConfig = Field(default_factory=CenterFaceConfig)
     blazeface: BlazeFaceConfig = Field(default_factory=BlazeFaceConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)

@@ -14,6 +14,9 @@ from daemon.schema import StrictModel
 OtherLabel = Literal["car", "dog", "cat"]
 
 
+FULL_PEOPLE_TILES = 2  # the "full" detection profile's tiles, and a config's with no profile
+
+
 class PeopleConfig(StrictModel):
     enabled: bool = Field(
         True, description="run the person detector (needed by mask.people and person events)"
@@ -51,12 +54,12 @@ class PeopleConfig(StrictModel):
         "passed since its last pass (sparse passes make tracked heads grow: the tracker widens "
         "a mask by the distance a head may have moved)",
     )
-    tiles: int = Field(
-        2,
+    tiles: int | None = Field(
+        None,
         ge=1,
         le=4,
         description="besides the whole frame, an N x N grid of overlapping tiles (1: whole "
-        "frame only); small and far people need the tiles",
+        "frame only); small and far people need the tiles. null: the detect profile's (full: 2)",
     )
     tile_overlap: float = Field(
         0.4, ge=0, le=0.5, description="share of a tile's side shared with its neighbour"

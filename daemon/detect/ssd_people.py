@@ -30,7 +30,7 @@ import numpy as np
 from daemon.detect.errors import DetectorError, ModelError
 from daemon.detect.manifest import ModelInfo, verified_model
 from daemon.detect.nms import nms
-from daemon.detect.people_config import PeopleConfig
+from daemon.detect.people_config import FULL_PEOPLE_TILES, PeopleConfig
 from daemon.detect.runtime import TFLiteModel
 from daemon.regions import Detection
 
@@ -138,7 +138,7 @@ class _Box:
 def windows(width: int, height: int, cfg: PeopleConfig) -> list[tuple[int, int, int, int]]:
     """The whole frame, then the N x N tiles (x, y, w, h), each stretched to 300x300."""
     out = [(0, 0, width, height)]
-    n = cfg.tiles
+    n = FULL_PEOPLE_TILES if cfg.tiles is None else cfg.tiles  # None: no profile applied
     if n < 2 or (cfg.tile_min_side and min(width, height) < cfg.tile_min_side):
         return out
     # n tiles of side s overlapping by o*s cover L: n*s - (n-1)*o*s = L

@@ -19,7 +19,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from daemon.detect.config import ScheduleConfig
+from daemon.detect.config import FULL_TILE_SCALES, ScheduleConfig
 from daemon.detect.letterbox import fit_scale, paste, resize
 from daemon.detect.nms import nms
 
@@ -93,6 +93,8 @@ def plan(
             out.append(Window(fit, 0, 0, fw, fh, flip=True, whole=True))
     skip_tiles = schedule.tile_min_side and min(width, height) <= schedule.tile_min_side
     scales = schedule.tile_scales
+    if scales is None:  # no profile applied (daemon.detect.profiles): the most protective
+        scales = list(FULL_TILE_SCALES)
     if still and schedule.still_tile_scales is not None:
         scales = schedule.still_tile_scales
     for s in [] if skip_tiles else scales:

@@ -160,6 +160,7 @@ def evaluate(
             name: {
                 "recall": t.recall("all"),
                 "recall_16+": t.recall("16+"),
+                "recall_by_height": {b[0]: t.recall(b[0]) for b in BUCKETS},
                 "drop": (tally.recall("all") or 0) - (t.recall("all") or 0),
                 "drop_16+": (tally.recall("16+") or 0) - (t.recall("16+") or 0),
                 "ap": {st: average_precision(pap[name][st]) for st in SETTINGS},

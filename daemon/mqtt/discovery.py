@@ -143,6 +143,12 @@ def entities(t: Topics, labels: tuple[str, ...] = ()) -> list[tuple[str, str, di
     """(component, key, component-specific config) of every entity. ``labels``: what the person
     detector reports (empty when it is off: then "Person" follows the face events)."""
     stats = {"state_topic": t.stats}
+    # why this detection profile, and the board's projected load (README, "Detection profiles")
+    profile_attrs = {
+        "json_attributes_topic": t.stats,
+        "json_attributes_template": "{{ {'reason': value_json.detect_profile_reason, "
+        "'projected_cpu_percent': value_json.projected_cpu_percent} | tojson }}",
+    }
     return [*object_entities(t, labels),
         ("camera", "snapshot", {"name": "Snapshot", "topic": t.snapshot}),
         (
@@ -178,6 +184,17 @@ def entities(t: Topics, labels: tuple[str, ...] = ()) -> list[tuple[str, str, di
             "Camera source", "source_state", entity_category="diagnostic", icon="mdi:cctv")}),
         ("sensor", "escrow", {**stats, **_stat(
             "Escrow key", "escrow", entity_category="diagnostic", icon="mdi:key-chain")}),
+        ("sensor", "detect_profile", {**stats, **_stat(
+            "Detection profile", "detect_profile", entity_category="diagnostic", icon="mdi:tune",
+            **profile_attrs)}),
+        (
+            "binary_sensor",
+            "board_overloaded",
+            {**stats, "name": "Board overloaded", "device_class": "problem",
+             "value_template": "{{ 'ON' if value_json.board_overloaded else 'OFF' }}",
+             "payload_on": ON, "payload_off": OFF, "entity_category": "diagnostic",
+             **profile_attrs},
+        ),
         (
             "switch",
             "recording",

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import logs
-from daemon.board import read_board
+from daemon.board import Board, read_board
 from daemon.config import Config, ConfigError, load
 from daemon.events import PipelineListener
 from daemon.frames import MaskedFrame
@@ -109,8 +109,10 @@ class Service:
         fast: bool = False,
         on_written: Callable[[MaskedFrame, int], None] | None = None,
         notifier: Notifier | None = None,
+        board: Board | None = None,
     ) -> None:
         self.cfg = cfg
+        self.board = board or read_board()  # the detection profile is fitted to it
         self.config_path = config_path
         self.source_override = source
         self.fast = fast
@@ -207,7 +209,30 @@ class Service:
         )
         for listener in self.listeners:
             p.add_listener(listener)
+        self._fit_profile(cfg, detector, source)
         return p
+
+    def _fit_profile(self, cfg: Config, detector: Any, source: Any) -> None:
+        """Fit the detection profile to the board and the camera at the next frame's size
+        (the size is known only once the camera delivers). Said in the log and the stats."""
+        from daemon.capture.sources import Picamera2Source
+        from daemon.detect.profiles import Camera, announce, choose
+        from daemon.media.encode import choose_codec
+        from daemon.pipeline import source_fps
+
+        board, detect, deadline = self.board, cfg.detect, cfg.gate.deadline_ms
+        fps = source_fps(cfg, source)
+        decode = not isinstance(source, Picamera2Source)  # its frames arrive raw
+        rec = cfg.recording
+        hw = rec.enabled and choose_codec(rec.encoder) == "h264_v4l2m2m"
+
+        def chooser(width: int, height: int) -> tuple[Any, Any]:
+            out, choice = choose(detect, board, Camera(width, height, fps, decode, hw), deadline)
+            announce(choice)
+            return out, choice
+
+        if hasattr(detector, "fit_with"):
+            detector.fit_with(chooser)
 
     def camera_error(self) -> str | None:
         """The source's latest error, without URL credentials (``STATUS=`` is world-readable)."""
@@ -262,7 +287,7 @@ class Service:
             log.critical(str(exc))
             return exc.code
         self.pipeline.start()
-        board = read_board()
+        board = self.board
         log.info(
             "running",
             extra=fields(

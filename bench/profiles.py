@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Detection profiles per board: what ``detect.schedule.profile: auto`` picks, what it costs
+(projected from counted instructions) and what it protects (recall on WIDER, clean and night_ir).
+
+    .venv/bin/python bench/profiles.py [--recall DIR] [--dataset DIR]
+
+The cost table comes from ``daemon.detect.profiles.choose`` (the daemon's own choice) with the
+counts in ``daemon/boardcost.py``: the worst case, a crowd that opens every tile. The recall
+table runs ``veilcam eval faces --set detect.schedule.profile=NAME`` with the still-image
+schedule switched off (photos get the profile's tiles), ``--perturb night_ir``; ``--recall DIR``
+reads (or writes) ``DIR/NAME.json`` instead of running again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from daemon.board import Board  # noqa: E402
+from daemon.boardcost import BOARDS  # noqa: E402
+from daemon.detect.config import DetectConfig, ScheduleConfig  # noqa: E402
+from daemon.detect.profiles import ORDER, Camera, choose, projection  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data"
+SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
+SOURCES = {  # what the camera sends, and whether the recording uses the Pi 4's encoder
+    "RTSP camera": dict(decode=True, hw_encode=False),
+    "Pi camera": dict(decode=False, hw_encode=False),
+    "Pi camera, hardware encoder": dict(decode=False, hw_encode=True),
+}
+BUCKETS = ("<16", "16-32", "32-64", ">=64")
+
+
+def max_fps(board: Board, profile: str, size: tuple[int, int], src: dict, limit: float) -> float:
+    """The highest camera rate (0.5 fps steps) whose projection stays within ``limit`` of the
+    cores and half the deadline."""
+    cfg = DetectConfig(schedule=ScheduleConfig(profile=profile))
+    best = 0.0
+    for half in range(1, 121):
+        fps = half / 2
+        out, _ = choose(cfg, board, Camera(*size, fps, **src), 500.0)
+        p = projection(out, board, Camera(*size, fps, **src), 500.0)
+        if p is None or 2 * p.latency_ms > 500 or p.share > limit:
+            break
+        best = fps
+    return best
+
+
+def cost_table() -> None:
+    print("| board | camera | size | auto picks (25 fps) | CPU share at 25 fps | latency | "
+          "fps within 70 % / 100 % of the cores |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for kind in BOARDS:
+        board = Board(kind, "")
+        for name, src in SOURCES.items():
+            if src["hw_encode"] and kind != "pi4":
+                continue  # the Pi 5 has no hardware H.264 encoder
+            for label, size in SIZES.items():
+                _, c = choose(DetectConfig(), board, Camera(*size, 25.0, **src), 500.0)
+                p = c.projection
+                assert p is not None
+                flag = " (overloaded)" if c.overloaded else ""
+                fps70 = max_fps(board, c.profile, size, src, 0.70)
+                fps100 = max_fps(board, c.profile, size, src, 1.0)
+                print(f"| {kind} | {name} | {label} | {c.profile}{flag} | {p.share:.0%} | "
+                      f"{p.latency_ms:.0f} ms | {fps70:g} / {fps100:g} |")  # fmt: skip
+    print()
+    print("Every profile at 25 fps (share of the cores; * = over half the deadline per run):")
+    print()
+    print("| board | camera | size | " + " | ".join(ORDER) + " |")
+    print("|---|---|---|" + "---|" * len(ORDER))
+    for kind in BOARDS:
+        board = Board(kind, "")
+        for name, src in SOURCES.items():
+            if src["hw_encode"] and kind != "pi4":
+                continue
+            for label, size in SIZES.items():
+                cells = []
+                for prof in ORDER:
+                    cfg = DetectConfig(schedule=ScheduleConfig(profile=prof))
+                    _, c = choose(cfg, board, Camera(*size, 25.0, **src), 500.0)
+                    p = c.projection
+                    assert p is not None
+                    late = "*" if 2 * p.latency_ms > 500 else ""
+                    cells.append(f"{p.share:.0%}{late} ({p.face_runs}+{p.people_runs} runs)")
+                print(f"| {kind} | {name} | {label} | " + " | ".join(cells) + " |")
+
+
+def recall(dataset: Path, out: Path | None) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    for prof in ORDER:
+        path = out / f"{prof}.json" if out else None
+        if path and path.exists():
+            found[prof] = json.loads(path.read_text())
+            continue
+        cmd = [sys.executable, "-m", "daemon", "eval", "faces", "--dataset", str(dataset),
+               "--set", f"detect.schedule.profile={prof}",
+               "--set", "detect.schedule.still_tile_scales=null",
+               "--set", "detect.schedule.still_tile_gate=null",
+               "--perturb", "night_ir", "--no-ssim", "--json"]  # fmt: skip
+        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True)
+        found[prof] = json.loads(r.stdout)
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(r.stdout)
+    return found
+
+
+def recall_table(found: dict[str, dict]) -> None:
+    heads = " | ".join(BUCKETS)
+    print(f"| profile | clean: {heads} | night_ir: {heads} | model runs per photo |")
+    print("|---|" + "---|" * (2 * len(BUCKETS) + 1))
+    for prof, d in found.items():
+        clean = [d["recall"][b] for b in BUCKETS]
+        night = [d["perturbed"]["night_ir"]["recall_by_height"][b] for b in BUCKETS]
+        cells = " | ".join(f"{v:.3f}" for v in clean + night)
+        print(f"| {prof} | {cells} | {d['windows_per_image']} |")
+    n = next(iter(found.values()))
+    print(f"\n({n['images']} photos, {n['faces']} faces; by height: {n['faces_by_height']})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--dataset", type=Path, default=DATA / "wider_val_public")
+    ap.add_argument("--recall", type=Path, help="read/write each profile's eval JSON here")
+    ap.add_argument("--no-recall", action="store_true", help="only the cost tables")
+    args = ap.parse_args()
+    cost_table()
+    if not args.no_recall:
+        print()
+        recall_table(recall(args.dataset, args.recall))
+
+
+if __name__ == "__main__":
+    main()

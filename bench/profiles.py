@@ -29,8 +29,9 @@ from daemon.detect.profiles import ORDER, Camera, choose, projection  # noqa: E4
 
 DATA = REPO.parent / "shared" / "data"
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
-SOURCES = {  # what the camera sends, and whether the recording uses the Pi 4's encoder
+SOURCES = {  # H.264 to decode on the CPU; the recording on the Pi 4's hardware encoder
     "RTSP camera": dict(decode=True, hw_encode=False),
+    "RTSP camera, hardware decoder and encoder": dict(decode=False, hw_encode=True),
     "Pi camera": dict(decode=False, hw_encode=False),
     "Pi camera, hardware encoder": dict(decode=False, hw_encode=True),
 }
@@ -60,7 +61,7 @@ def cost_table() -> None:
         board = Board(kind, "")
         for name, src in SOURCES.items():
             if src["hw_encode"] and kind != "pi4":
-                continue  # the Pi 5 has no hardware H.264 encoder
+                continue  # the Pi 5 has no hardware H.264 encoder or decoder
             for label, size in SIZES.items():
                 _, c = choose(DetectConfig(), board, Camera(*size, 25.0, **src), 500.0)
                 p = c.projection

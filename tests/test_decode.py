@@ -54,3 +54,49 @@ def test_queued_frames_keep_yuv_planes_and_give_the_same_bgr(tmp_path: Path) -> 
         copy = f.bgr_copy()
         copy[:] = 0  # writable and not shared with the queued frame
         assert np.array_equal(f.image, bgr)
+
+
+# -- the Pi 4's hardware decoder (camera.decoder) ---------------------------------------------
+# No Pi here: the path a hardware decoder takes (its own codec context fed the demuxed packets)
+# is run with FFmpeg's software H.264 decoder by name, and must give what the stream's own
+# decoder gives; the hardware decoder itself does not open on this machine, which is the
+# fallback an owner's non-Pi-4 board gets.
+
+
+def test_a_decoder_of_its_own_gives_the_same_frames_and_times(data_dir: Path) -> None:
+    clip = data_dir / "videos" / "facenet-pytorch_video.mp4"  # 1080p H.264, 105 frames
+    with VideoReader(clip) as r:
+        own = [(f.pts, f.layout, f.image[::5, ::5].copy()) for f in r.frames(yuv=True)]
+    with VideoReader(clip, decoder="h264") as r:
+        assert r.decoder == "h264"
+        named = [(f.pts, f.layout, f.image[::5, ::5].copy()) for f in r.frames(yuv=True)]
+    assert len(named) == len(own) == 105
+    for (pa, la, ia), (pb, lb, ib) in zip(own, named, strict=True):
+        assert pa == pb and la == lb == "i420"
+        assert np.array_equal(ia, ib)
+
+
+def test_auto_decodes_in_software_where_the_hardware_decoder_does_not_open(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from daemon.media import decode
+
+    clip = data_dir / "videos" / "intel_asl_gestures" / "again.mkv"
+    with VideoReader(clip, decoder="auto") as r:
+        assert r.decoder is None  # no /dev/video10 here: software, silently
+    monkeypatch.setattr(decode, "hardware_decoder_available", lambda: True)  # a board that
+    with VideoReader(clip, decoder="auto") as r:  # has the device, but it does not open
+        assert r.decoder is None
+        assert sum(1 for _ in r.frames()) == 77
+    assert any("decoding in software" in m.getMessage() for m in caplog.records)
+
+
+def test_an_explicit_hardware_decoder_that_does_not_open_is_a_clear_source_error(
+    data_dir: Path,
+) -> None:
+    from daemon.capture.sources import FileSource, SourceError
+
+    clip = data_dir / "videos" / "intel_asl_gestures" / "again.mkv"
+    src = FileSource(str(clip), loop=False, realtime=False, decoder="h264_v4l2m2m")
+    with pytest.raises(SourceError, match="decoder h264_v4l2m2m does not open"):
+        src.open()

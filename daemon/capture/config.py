@@ -1,5 +1,7 @@
 """Config of the ``camera`` section: where frames come from."""
 
+from typing import Literal
+
 from pydantic import Field
 
 from daemon.schema import StrictModel
@@ -19,6 +21,11 @@ class CameraConfig(StrictModel):
     height: int | None = Field(None, gt=0, le=16384)
     fps: float | None = Field(
         None, gt=0, le=240, description="requested capture rate (picamera2/V4L2)"
+    )
+    decoder: Literal["auto", "software", "h264_v4l2m2m"] = Field(
+        "auto",
+        description="H.264 from files and network cameras: auto (the Pi 4's hardware decoder "
+        "where it opens, else software) | software | h264_v4l2m2m",
     )
     loop: bool = Field(True, description="file sources: start again at the end")
     realtime: bool = Field(True, description="file sources: play at the file's own frame rate")

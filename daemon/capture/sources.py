@@ -64,10 +64,16 @@ class _DecodedSource:
 
     name: str
 
-    def __init__(self) -> None:
+    def __init__(self, decoder: str = "auto") -> None:
         self._reader = None
         self._it = None
         self._fps: float | None = None
+        self.decoder = decoder  # camera.decoder
+
+    @property
+    def hw_decode(self) -> bool:
+        """The open stream is decoded in hardware (its CPU cost is a copy)."""
+        return self._reader is not None and self._reader.decoder is not None
 
     @property
     def fps(self) -> float | None:
@@ -77,7 +83,9 @@ class _DecodedSource:
         from daemon.media.decode import DecodeError, VideoReader
 
         try:
-            self._reader = VideoReader(self.name, options=options, timeout_s=timeout_s)
+            self._reader = VideoReader(
+                self.name, options=options, timeout_s=timeout_s, decoder=self.decoder
+            )
         except DecodeError as exc:
             raise SourceError(str(exc)) from None
         self._fps = self._reader.fps
@@ -108,8 +116,8 @@ class FileSource(_DecodedSource):
 
     live = False
 
-    def __init__(self, path: str, *, loop: bool, realtime: bool) -> None:
-        super().__init__()
+    def __init__(self, path: str, *, loop: bool, realtime: bool, decoder: str = "auto") -> None:
+        super().__init__(decoder)
         self.name = path
         self.loop = loop
         self.realtime = realtime
@@ -154,8 +162,8 @@ class NetworkSource(_DecodedSource):
 
     live = True
 
-    def __init__(self, url: str, *, timeout_s: float) -> None:
-        super().__init__()
+    def __init__(self, url: str, *, timeout_s: float, decoder: str = "auto") -> None:
+        super().__init__(decoder)
         self.name = url
         self.timeout_s = timeout_s
 
@@ -334,9 +342,9 @@ def make_source(cfg: CameraConfig, source: str | None = None) -> Source:
     if src == "picamera2":
         return Picamera2Source(cfg)
     if is_network(src):
-        return NetworkSource(src, timeout_s=cfg.open_timeout_s)
+        return NetworkSource(src, timeout_s=cfg.open_timeout_s, decoder=cfg.decoder)
     if src.startswith("/dev/video") or src.isdigit():
         return V4L2Source(src if not src.isdigit() else f"/dev/video{src}", cfg)
     if Path(src).is_char_device() if Path(src).exists() else False:
         return V4L2Source(src, cfg)
-    return FileSource(src, loop=cfg.loop, realtime=cfg.realtime)
+    return FileSource(src, loop=cfg.loop, realtime=cfg.realtime, decoder=cfg.decoder)

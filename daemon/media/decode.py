@@ -6,6 +6,7 @@ go to the detector and the masker, nowhere else.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -16,6 +17,31 @@ import cv2
 import numpy as np
 
 from daemon.frames import Layout
+from daemon.logs import fields
+
+log = logging.getLogger(__name__)
+
+HW_DECODER = "h264_v4l2m2m"  # the Pi 4's H.264 decoder (bcm2835-codec, /dev/video10)
+HW_DEVICE = Path("/dev/video10")
+
+
+def hardware_decoder_available() -> bool:
+    """True where the Pi 4's V4L2 M2M H.264 decoder exists (the Pi 5 has none for H.264)."""
+    try:
+        av.codec.Codec(HW_DECODER, "r")
+    except Exception:
+        return False
+    return HW_DEVICE.exists()
+
+
+def choose_decoder(requested: str, codec: str) -> str | None:
+    """The decoder for a stream of ``codec``: None for FFmpeg's own software decoder. ``auto``
+    takes the hardware one for H.264 where it exists; a named one is taken as asked."""
+    if requested == "software":
+        return None
+    if requested == "auto":
+        return HW_DECODER if codec == "h264" and hardware_decoder_available() else None
+    return requested
 
 
 class DecodeError(Exception):
@@ -56,7 +82,10 @@ class VideoReader:
         options: dict[str, str] | None = None,
         timeout_s: float | None = None,
         threads: int = 0,
+        decoder: str = "software",
     ) -> None:
+        """``decoder``: ``software`` (FFmpeg's own), ``auto`` (the Pi 4's hardware H.264
+        decoder where it opens, else software) or an FFmpeg decoder's name."""
         self.source = str(source)
         try:
             self._container = av.open(
@@ -74,6 +103,32 @@ class VideoReader:
         self._stream.thread_type = "AUTO"
         if threads:
             self._stream.codec_context.thread_count = threads
+        self._auto = decoder == "auto"
+        self.decoder = choose_decoder(decoder, self._stream.codec_context.name)
+        self._ctx: av.CodecContext | None = None
+        if self.decoder is not None:
+            self._ctx = self._open_decoder(self.decoder)
+
+    def _open_decoder(self, name: str) -> av.CodecContext | None:
+        """A decoder of its own for this stream (the hardware one); None, with a warning, when
+        ``auto`` asked for it and it does not open."""
+        try:
+            ctx = av.CodecContext.create(name, "r")
+            src = self._stream.codec_context
+            if src.extradata:
+                ctx.extradata = src.extradata
+            ctx.open()
+            return ctx
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            if not self._auto:
+                self._container.close()
+                raise DecodeError(f"{self.source}: decoder {name} does not open: {exc}") from None
+            log.warning(
+                "hardware decoder did not open, decoding in software",
+                extra=fields(source=self.source, decoder=name, error=exc),
+            )
+            self.decoder = None
+            return None
 
     @property
     def fps(self) -> float:
@@ -98,10 +153,11 @@ class VideoReader:
         """
         index = 0
         first: float | None = None
+        tb = self._stream.time_base
         try:
-            for vf in self._container.decode(self._stream):
-                if vf.pts is not None and vf.time_base is not None:
-                    t = float(vf.pts * vf.time_base)
+            for vf in self._decoded():
+                if vf.pts is not None and (vf.time_base or tb) is not None:
+                    t = float(vf.pts * (vf.time_base or tb))
                 else:
                     t = index / self.fps
                 if first is None:
@@ -113,6 +169,33 @@ class VideoReader:
                 index += 1
         except av.FFmpegError as exc:
             raise DecodeError(f"{self.source}: decode failed after {index} frames: {exc}") from None
+
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        """The stream's frames, from its own decoder or the one :meth:`_open_decoder` made.
+        With ``auto``, a hardware decoder that fails before its first frame is dropped for
+        software (the packet it failed on is decoded again there)."""
+        if self._ctx is None:
+            yield from self._container.decode(self._stream)
+            return
+        got = False
+        for packet in self._container.demux(self._stream):
+            try:
+                frames = self._ctx.decode(packet if packet.size else None)
+            except av.FFmpegError as exc:
+                if got or not self._auto:
+                    raise
+                log.warning(
+                    "hardware decoder failed, decoding in software",
+                    extra=fields(source=self.source, decoder=self.decoder, error=exc),
+                )
+                self._ctx, self.decoder = None, None
+                yield from self._stream.decode(packet)
+                for rest in self._container.demux(self._stream):
+                    yield from self._stream.decode(rest if rest.size else None)
+                return
+            for vf in frames:
+                got = True
+                yield vf
 
     def close(self) -> None:
         self._container.close()

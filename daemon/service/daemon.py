@@ -222,12 +222,14 @@ class Service:
 
         board, detect, deadline = self.board, cfg.detect, cfg.gate.deadline_ms
         fps = source_fps(cfg, source)
-        decode = not isinstance(source, Picamera2Source)  # its frames arrive raw
         rec = cfg.recording
         hw = rec.enabled and choose_codec(rec.encoder) == "h264_v4l2m2m"
 
         def chooser(width: int, height: int) -> tuple[Any, Any]:
-            out, choice = choose(detect, board, Camera(width, height, fps, decode, hw), deadline)
+            # a Pi camera's frames arrive raw; the stream is open by now, its decoder known
+            raw = isinstance(source, Picamera2Source) or getattr(source, "hw_decode", False)
+            cam = Camera(width, height, fps, decode=not raw, hw_encode=hw)
+            out, choice = choose(detect, board, cam, deadline)
             announce(choice)
             return out, choice
 

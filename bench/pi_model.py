@@ -607,7 +607,7 @@ def merge(parts: list[dict[str, Any]], scenes: bool = True) -> dict[str, Any]:
     for cpu, by_res in out["counts"].items():
         for r, st in by_res.items():
             for s in STAGES:
-                if s not in st and r in out["counts"].get("a76", {}):
+                if s not in st and s in out["counts"].get("a76", {}).get(r, {}):
                     st[s] = out["counts"]["a76"][r][s]
                     out["borrowed"].append(f"{cpu} {r}p {s}")
     return out

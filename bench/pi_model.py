@@ -3,6 +3,7 @@
 
     scripts/aarch64-emu.sh                          # once: qemu-user, plugin, arm64 root, wheels
     .venv/bin/python bench/pi_model.py [--cpus a76,a72] [--res 720,1080] [--jobs 2] [--json F]
+    .venv/bin/python bench/pi_model.py --clip intel_one-by-one-person-detection.mp4 --span 23,43
     .venv/bin/python bench/pi_model.py --validate   # the same counts on x86, vs native CPU-ms
     .venv/bin/python bench/pi_model.py --ci         # detector instructions/run vs pi_baseline.json
 
@@ -26,6 +27,11 @@ Stages, as the service runs them (config.yaml defaults):
   BGR copy included) on consecutive frames with the detections x86 found on them;
 * encode: ``H264Writer.write`` (BGR -> I420 and libx264 ultrafast/zerolatency, the Pi 5's only
   encoder; the Pi 4's hardware encoder would take most of this stage off the CPU).
+Clip: the facenet clip (a crowd of ~60 faces, the tile gate's heavy case) unless ``--clip``
+names another file under the data set's videos/ (a typical scene: one person at a time). It is
+cut to ``--span`` (seconds, optional) and scaled with ffmpeg to the size counted (720: 1280x720,
+1080: 1920x1080; the facenet clip at 1080 is used as it is), so decode, colour, track+mask and
+encode run on the span's first frames and faces and people on 4 frames spread over it.
 The projection gives the detector on every frame (the most it can cost) and on every 5th (the
 cadence the service settled at at real-time pace on the 1080p clip on x86, README "Benchmark").
 
@@ -71,7 +77,9 @@ DATA = Path(
         str(REPO.parent / "shared/data"),
     )
 )
-CLIP = DATA / "videos" / "facenet-pytorch_video.mp4"
+VIDEOS = DATA / "videos"
+CLIP = VIDEOS / "facenet-pytorch_video.mp4"
+SIZES = {"720": (1280, 720), "1080": (1920, 1080)}
 BASELINE = REPO / "bench" / "pi_baseline.json"
 CACHE = Path(os.environ.get("VEILCAM_EMU_CACHE", "/var/cache/veilcam-emu"))
 
@@ -319,24 +327,49 @@ def per_item(stage: str, pair: tuple[Future, Future]) -> dict:
     return res
 
 
-def prepare(tmp: Path, res: list[str]) -> dict[str, dict[str, Any]]:
-    """Clips, sample frames (.npy) and x86 detections for each resolution (native, fast)."""
+def clip_path(name: str) -> Path:
+    """``--clip``: a file under the data set's videos/ (or a path)."""
+    p = Path(name)
+    return p if p.is_absolute() or p.exists() else VIDEOS / name
+
+
+def frame_size(clip: Path) -> tuple[int, int]:
+    p = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+         "stream=width,height", "-of", "csv=p=0", str(clip)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    w, h = p.stdout.strip().split(",")[:2]
+    return int(w), int(h)
+
+
+def prepare(
+    tmp: Path, res: list[str], src: Path = CLIP, span: tuple[float, float] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Clips, sample frames (.npy) and x86 detections for each resolution (native, fast).
+    ``src`` cut to ``span`` (seconds) and scaled to the size (left as it is when it already has
+    that size and no span is asked for: the facenet clip at 1080)."""
     import numpy as np
 
     from daemon.detect.combined import build_frame_detector, detect_frame
 
     out: dict[str, dict[str, Any]] = {}
     for r in res:
-        clip = CLIP
-        if r == "720":
-            clip = tmp / "facenet_720p.mp4"
+        clip = src
+        w, h = SIZES[r]
+        if span is not None or frame_size(src) != (w, h):
+            clip = tmp / f"{src.stem}_{r}p.mp4"
+            cut = [] if span is None else ["-ss", f"{span[0]}", "-to", f"{span[1]}"]
             subprocess.run(
-                ["ffmpeg", "-v", "error", "-y", "-i", str(CLIP), "-vf", "scale=1280:720",
+                ["ffmpeg", "-v", "error", "-y", *cut, "-i", str(src), "-vf", f"scale={w}:{h}",
                  "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-an", str(clip)],
                 check=True,
             )  # fmt: skip
         frames = _decode(str(clip), 10_000)
         picks = [frames[round(i * (len(frames) - 1) / 3)] for i in range(4)]
+        print(f"  {r}p: {len(frames)} frames of {src.name}"
+              + ("" if span is None else f" {span[0]:g}-{span[1]:g} s")
+              + f", detector frames {[f.index for f in picks]}")  # fmt: skip
         images = []
         for k, f in enumerate(picks):
             # frames of the shared public clip (not a camera's), in this run's temp dir, for the
@@ -352,7 +385,13 @@ def prepare(tmp: Path, res: list[str]) -> dict[str, dict[str, Any]]:
             )
         det.close()
         (tmp / f"{r}_dets.json").write_text(json.dumps(dets))
-        out[r] = {"clip": str(clip), "images": images, "dets": str(tmp / f"{r}_dets.json")}
+        out[r] = {
+            "clip": str(clip),
+            "images": images,
+            "dets": str(tmp / f"{r}_dets.json"),
+            "frames": len(frames),
+            "picks": [f.index for f in picks],
+        }
     return out
 
 
@@ -434,7 +473,12 @@ def main() -> None:
         "--report", type=Path, nargs="+", help="print the tables of earlier --json files, merged"
     )
     ap.add_argument("--child", nargs=2, metavar=("STAGE", "ROUNDS"), help=argparse.SUPPRESS)
-    ap.add_argument("--clip", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--clip",
+        default=CLIP.name,
+        help="the clip to count, a file under the data set's videos/ (default: %(default)s)",
+    )
+    ap.add_argument("--span", help="START,END: seconds of --clip to count (default: all of it)")
     ap.add_argument("--dets", help=argparse.SUPPRESS)
     ap.add_argument("--images", nargs="*", default=[], help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -444,8 +488,14 @@ def main() -> None:
         return
     if args.report:
         saved = merge([json.loads(p.read_text()) for p in args.report])
-        sizes = sorted({r for by_res in saved["counts"].values() for r in by_res}, key=int)
-        report(saved, list(saved["counts"]), sizes)
+        if saved["counts"]:
+            sizes = sorted({r for by_res in saved["counts"].values() for r in by_res}, key=int)
+            report(saved, list(saved["counts"]), sizes)
+        for name, scene in saved["scenes"].items():
+            print(f"\n## Scene {name}: {scene_label(scene)}")
+            part = merge([scene], scenes=False)
+            sizes = sorted({r for by_res in part["counts"].values() for r in by_res}, key=int)
+            report(part, list(part["counts"]), sizes, f"{name} ")
         return
     ensure_emulator()
     pool = ThreadPoolExecutor(max(1, args.jobs))
@@ -453,10 +503,20 @@ def main() -> None:
         raise SystemExit(run_ci(pool))
     cpus = ["x86"] if args.validate else args.cpus.split(",")
     res = args.res.split(",")
-    results: dict[str, Any] = {"ipc": IPC, "efficiency": EFFICIENCY, "counts": {}}
+    src = clip_path(args.clip)
+    span = None if not args.span else tuple(float(x) for x in args.span.split(","))
+    if span is not None and len(span) != 2:
+        raise SystemExit("--span START,END (seconds)")
+    results: dict[str, Any] = {"ipc": IPC, "efficiency": EFFICIENCY, "clip": src.name}
+    if span is not None:
+        results["span_s"] = list(span)
+    results["counts"] = {}
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
-        prep = prepare(Path(tmp), res)
+        prep = prepare(Path(tmp), res, src, span)  # type: ignore[arg-type]
+        results["frames"] = {
+            r: {"frames": prep[r]["frames"], "detector_frames": prep[r]["picks"]} for r in res
+        }
         if args.validate:  # before the emulators load the machine
             results["native"] = native_figures(prep, res, args.repeat)
         stages = [] if args.check_only else args.stages.split(",")
@@ -482,7 +542,7 @@ def main() -> None:
     if args.json:  # first: a report that fails must not lose the counts
         args.json.write_text(json.dumps(results, indent=1) + "\n")
     if not args.check_only:
-        report(merge([results]), cpus, res)
+        report(merge([results], scenes=False), cpus, res)
     if checks and not all(checks.values()):
         raise SystemExit("pi-model: emulated detections differ from x86's")
 
@@ -524,12 +584,18 @@ def native_figures(prep: dict[str, dict[str, Any]], res: list[str], repeat: int)
     return out
 
 
-def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+def merge(parts: list[dict[str, Any]], scenes: bool = True) -> dict[str, Any]:
     """Several --json results as one. A CPU counted only for some stages (the Pi 4 only for the
     models, whose kernels differ: no dot-product instructions) takes the others from cortex-a76
     at the same size, listed under "borrowed"."""
     out: dict[str, Any] = {"counts": {}, "model_run": {}, "faces_check": {}, "borrowed": []}
+    out["scenes"] = {}
     for p in parts:
+        for name, scene in p.get("scenes", {}).items():
+            merge_scene(out["scenes"], name, scene)
+        if scenes and p.get("clip", CLIP.name) != CLIP.name:  # another clip: its own scene
+            merge_scene(out["scenes"], Path(p["clip"]).stem, p)
+            continue
         for cpu, by_res in p.get("counts", {}).items():
             for r, st in by_res.items():
                 out["counts"].setdefault(cpu, {}).setdefault(r, {}).update(st)
@@ -541,15 +607,40 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     for cpu, by_res in out["counts"].items():
         for r, st in by_res.items():
             for s in STAGES:
-                if s not in st and r in out["counts"].get("a76", {}):
+                if s not in st and s in out["counts"].get("a76", {}).get(r, {}):
                     st[s] = out["counts"]["a76"][r][s]
                     out["borrowed"].append(f"{cpu} {r}p {s}")
     return out
 
 
-def report(results: dict[str, Any], cpus: list[str], res: list[str]) -> None:
+def merge_scene(scenes: dict[str, Any], name: str, part: dict[str, Any]) -> None:
+    """Another clip's counts (its clip, span and frames kept beside them) into ``scenes``."""
+    into = scenes.setdefault(name, {"counts": {}})
+    for k in ("clip", "span_s", "note"):
+        if k in part:
+            into[k] = part[k]
+    for r, fr in part.get("frames", {}).items():
+        into.setdefault("frames", {})[r] = fr
+    for cpu, by_res in part.get("counts", {}).items():
+        for r, st in by_res.items():
+            into["counts"].setdefault(cpu, {}).setdefault(r, {}).update(st)
+    into["elapsed_s"] = into.get("elapsed_s", 0) + part.get("elapsed_s", 0)
+
+
+def scene_label(part: dict[str, Any]) -> str:
+    """The clip a result counted, its span and the frames the detector stages used."""
+    label = part.get("clip", CLIP.name)
+    if "span_s" in part:
+        label += " {:g}-{:g} s".format(*part["span_s"])
+    for r, fr in part.get("frames", {}).items():
+        label += f"; {r}p: {fr['frames']} frames, detector on frames {fr['detector_frames']}"
+    return label
+
+
+def report(results: dict[str, Any], cpus: list[str], res: list[str], scene: str = "") -> None:
     """Markdown tables: instructions per frame (per detector run for colour and faces, per pass
-    for people), then the projection in CPU-ms (people: per detector run) and fps."""
+    for people), then the projection in CPU-ms (people: per detector run) and fps. ``scene``
+    prefixes the clip column (another clip than the facenet crowd)."""
     head = " | ".join(STAGES)
     print(f"\nInstructions (M) per frame; colour and faces per detector run, people per pass\n\n"
           f"| CPU | clip | {head} | face-model runs per detector run |\n"
@@ -559,7 +650,7 @@ def report(results: dict[str, Any], cpus: list[str], res: list[str]) -> None:
             c = results["counts"][cpu][r]
             cells = " | ".join(f"{c[s]['insn'] / 1e6:.0f}" if s in c else "–" for s in STAGES)
             runs = c.get("faces", {}).get("face_runs_per_frame", float("nan"))
-            print(f"| {CPUS.get(cpu, cpu)} | {r}p | {cells} | {runs:.2f} |")
+            print(f"| {CPUS.get(cpu, cpu)} | {scene}{r}p | {cells} | {runs:.2f} |")
     if any(c in IPC for c in cpus):
         print(f"\nProjected CPU-ms (IPC x clock below); 4 cores at {EFFICIENCY:.0%} parallel "
               f"efficiency; share = share of 4 cores 25 fps needs\n\n"
@@ -578,7 +669,8 @@ def report(results: dict[str, Any], cpus: list[str], res: list[str]) -> None:
                 f"{p[k]['total']:.0f} ms, {p[k]['fps4']:.1f} fps, {p[k]['share25']:.0f} %"
                 for k in CADENCES
             )
-            print(f"| {name} ({CPUS[cpu]}, IPC {IPC[cpu]}, {ghz} GHz) | {r}p | {cells} | {tot} |")
+            print(f"| {name} ({CPUS[cpu]}, IPC {IPC[cpu]}, {ghz} GHz) | {scene}{r}p | {cells} "
+                  f"| {tot} |")  # fmt: skip
     if "model_run" in results:
         for cpu, m in results["model_run"].items():
             print(f"\nOne CenterFace run (544x416, 1 thread) on {CPUS.get(cpu, cpu)}: "
@@ -615,7 +707,7 @@ def report(results: dict[str, Any], cpus: list[str], res: list[str]) -> None:
                       f"{100 * (pms / pgot - 1):+.0f} %")  # fmt: skip
     if results.get("borrowed"):
         print("\ncounted on cortex-a76 and used as is: " + ", ".join(results["borrowed"]))
-    print(f"\n(emulation and timing took {results['elapsed_s']} s)")
+    print(f"\n(emulation and timing took {results.get('elapsed_s', 0)} s)")
 
 
 if __name__ == "__main__":

@@ -317,7 +317,7 @@ def test_home_assistant_gets_person_car_dog_cat_sensors_counts_and_labelled_even
         w.wait(lambda ms: len([m for m in ms if m.topic.endswith("/config")]) >= 25, 10, "25")
         found = {m.topic: json.loads(m.payload) for m in w.msgs if m.topic.endswith("/config")}
         binary = {p["name"]: p for t, p in found.items() if "/binary_sensor/" in t}
-        assert set(binary) == {"Person", "Face", "Car", "Dog", "Cat"}
+        assert set(binary) == {"Person", "Face", "Car", "Dog", "Cat", "Board overloaded"}
         assert binary["Dog"]["state_topic"] == f"{base}/dog"
         sensors = {p["name"]: p for t, p in found.items() if "/sensor/" in t}
         for name in ("Person count", "Car count", "Dog count", "Cat count"):

@@ -96,18 +96,23 @@ def test_offline_tools_get_the_named_profile_and_auto_means_full() -> None:
 
 
 def test_the_projection_uses_the_counted_instructions() -> None:
-    counts = json.loads((REPO / "bench" / "pi_model_counts.json").read_text())["counts"]
+    counts = json.loads((REPO / "bench" / "pi_model_counts.json").read_text())
+    scenes = {"crowd": counts["counts"], "one_person": counts["scenes"]["one_person"]["counts"]}
+    fields = (("decode", "decode"), ("colour", "colour"), ("track+mask", "track_mask"),
+              ("encode", "encode"))  # fmt: skip
     for kind, cpu in (("pi5", "a76"), ("pi4", "a72")):
         cost = BOARDS[kind]
         for i, res in enumerate(("720", "1080")):
-            c = counts[cpu][res]
+            c = counts["counts"][cpu][res]
             runs = c["faces"]["face_runs_per_frame"]
             assert cost.face_run[i] == pytest.approx(c["faces"]["insn"] / runs / 1e6, abs=0.05)
             assert cost.people_window[i] == pytest.approx(c["people"]["insn"] / 5 / 1e6, abs=0.05)
-            for stage, field in (("decode", "decode"), ("colour", "colour"),
-                                 ("track+mask", "track_mask"), ("encode", "encode")):  # fmt: skip
-                counted = c[stage]["insn"] / 1e6
-                assert getattr(cost, field)[i] == pytest.approx(counted, abs=0.05), (kind, stage)
+            for name, by_cpu in scenes.items():
+                sc, got = by_cpu[cpu][res], cost.scenes[name]
+                assert got.face_runs[i] == sc["faces"]["face_runs_per_frame"], (kind, name)
+                for stage, field in fields:
+                    counted = sc[stage]["insn"] / 1e6
+                    assert getattr(got, field)[i] == pytest.approx(counted, abs=0.05), (name, stage)
 
 
 def _run_service(tmp_path: Path, data_dir: Path, board: Board) -> tuple[Any, list[dict]]:

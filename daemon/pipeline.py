@@ -680,16 +680,26 @@ class Pipeline:
 
     def _profile_stats(self) -> dict[str, Any]:
         """The detection profile fitted to the board (README, "Detection profiles"); until the
-        first frame sets it, the configured one."""
+        first frame sets it, the configured one. "Board overloaded" is also on when the
+        detector, as measured here, is too slow for the deadline: on boards with no projection
+        (x86, Jetson) that is the only sign, and on a Pi it corrects a wrong one."""
         choice = getattr(self.detector, "choice", None)
-        if choice is not None:
-            return dict(choice.stats())
-        return {
+        out: dict[str, Any] = {
             "detect_profile": self.cfg.detect.schedule.profile,
             "detect_profile_reason": "",
             "board_overloaded": False,
             "projected_cpu_percent": None,
         }
+        if choice is not None:
+            out.update(choice.stats())
+        ms = statistics.median(self._det_ms) if len(self._det_ms) >= 10 else 0.0
+        if 2 * ms > self.cfg.gate.deadline_ms:
+            out["board_overloaded"] = True
+            measured = f"measured: a detector run takes {ms:.0f} ms, over half of gate.deadline_ms"
+            out["detect_profile_reason"] = "; ".join(
+                filter(None, [measured, out["detect_profile_reason"]])
+            )
+        return out
 
     def _maybe_stats(self, force: bool = False) -> None:
         now = time.monotonic()

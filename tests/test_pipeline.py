@@ -399,3 +399,17 @@ def test_detector_yields_to_frames_its_last_result_already_covers(
     assert len(starts) >= 5
     # frames up to the previous detection are out (one may be in flight) when a run starts
     assert all(emitted >= prev for emitted, prev in starts), [s for s in starts if s[0] < s[1]]
+
+
+def test_a_detector_too_slow_for_the_deadline_turns_board_overloaded_on(
+    tmp_path: Path, square_clip: Path
+) -> None:
+    """Measured, not projected: on a board with no projection this is the owner's only sign
+    (Home Assistant's "Board overloaded") that frames are being blanked or held."""
+    cfg = make_cfg(tmp_path, gate={"deadline_ms": 100})
+    p, _ = run_pipeline(cfg, square_clip, SquareDetector(delay_s=0.08))
+    s = p.stats()
+    assert s["board_overloaded"] is True and s["detector_ms"] > 50
+    assert s["detect_profile_reason"].startswith("measured: a detector run takes")
+    fast, _ = run_pipeline(make_cfg(tmp_path / "b"), square_clip, SquareDetector(delay_s=0.0))
+    assert fast.stats()["board_overloaded"] is False

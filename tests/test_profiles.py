@@ -171,3 +171,19 @@ def test_on_an_unknown_board_the_service_keeps_full(tmp_path: Path, data_dir: Pa
     service, stats = _run_service(tmp_path, data_dir, PC)
     assert stats[-1]["detect_profile"] == "full" and stats[-1]["board_overloaded"] is False
     assert service._detector.windows(1920, 1080) == 13
+
+
+def test_check_config_tells_the_owner_what_a_board_and_camera_would_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from daemon.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("camera:\n  width: 1920\n  height: 1080\n  fps: 25\n")
+    assert main(["check-config", str(cfg), "--board", "pi4"]) == 0
+    out = capsys.readouterr().out
+    assert "detection profile: light (BOARD OVERLOADED" in out and "1920x1080 at 25 fps" in out
+    assert main(["check-config", str(cfg), "--board", "pi5", "--camera", "1280x720@25"]) == 0
+    assert "detection profile: full (full: projected" in capsys.readouterr().out
+    assert main(["check-config", str(cfg), "--camera", "wide"]) == 2
+    assert "expected WxH" in capsys.readouterr().err

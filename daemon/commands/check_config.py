@@ -23,6 +23,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "paths for recordings outside /var/lib/veilcam; then reload systemd and the firewall",
     )
     p.add_argument(
+        "--board",
+        choices=("pi5", "pi4", "jetson", "generic"),
+        help="say which detection profile this board would run (default: this machine's)",
+    )
+    p.add_argument(
+        "--camera",
+        metavar="WxH[@FPS]",
+        help="the camera's size and rate for that (default: camera.width, height, fps)",
+    )
+    p.add_argument(
         "--root",
         default="/",
         metavar="DIR",
@@ -39,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.file}: ok")
     _warn_private_keys(Path(args.file).resolve().parent)
+    if not _say_profile(cfg, args.board, args.camera):
+        return 2
     if args.apply_network:
         return _apply_network(cfg, args)
     return 0
@@ -56,6 +68,37 @@ def _warn_private_keys(config_dir: Path) -> None:
             "has the box could then reveal every recording): move it to your computer",
             file=sys.stderr,
         )
+
+
+def _say_profile(cfg: Config, kind: str | None, camera: str | None) -> bool:
+    """The detection profile the board would run this camera with, and why (README,
+    "Detection profiles"): an owner sees before a restart what a camera size costs."""
+    import re
+
+    from daemon.board import Board, read_board
+    from daemon.detect.profiles import Camera, choose
+
+    board = Board(kind, "") if kind else read_board()  # type: ignore[arg-type]
+    w, h, fps = cfg.camera.width, cfg.camera.height, cfg.camera.fps or 25.0
+    if camera:
+        m = re.fullmatch(r"(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?", camera)
+        if not m or not (0 < int(m[1]) <= 16384 and 0 < int(m[2]) <= 16384):
+            print(
+                f"--camera {camera!r}: expected WxH or WxH@FPS, e.g. 1280x720@25", file=sys.stderr
+            )
+            return False
+        w, h, fps = int(m[1]), int(m[2]), float(m[3] or fps)
+    if not (w and h):
+        print(
+            f"detection profile ({board.kind} board): chosen at the camera's first frame (set "
+            "camera.width and camera.height, or pass --camera WxH@FPS, to see it now)"
+        )
+        return True
+    raw = cfg.camera.source == "picamera2"
+    _, c = choose(cfg.detect, board, Camera(w, h, fps, decode=not raw), cfg.gate.deadline_ms)
+    flag = " (BOARD OVERLOADED: frames will be obscured or dropped)" if c.overloaded else ""
+    print(f"detection profile: {c.profile}{flag} ({c.reason})")
+    return True
 
 
 def _apply_network(cfg: Config, args: argparse.Namespace) -> int:

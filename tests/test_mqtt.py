@@ -692,3 +692,26 @@ def test_a_retained_command_is_not_applied(broker: Broker) -> None:
     finally:
         w.stop()
         bridge.stop()
+
+
+def test_the_first_stats_carry_every_key_the_entities_read(broker: Broker) -> None:
+    """Before the pipeline's first figures the bridge publishes "starting" stats; a key an
+    entity's template names but the payload lacks is a template warning in Home Assistant."""
+    import re
+
+    from daemon.mqtt.discovery import Topics, entities
+
+    bridge = make_bridge(cfg_for(broker))
+    w = Watcher(broker, (f"{BASE}/stats",)).start()
+    try:
+        first = json.loads(w.wait_topic(f"{BASE}/stats")[0].payload)
+    finally:
+        w.stop()
+        bridge.stop()
+    read = set()
+    for _, _, conf in entities(Topics(BASE), ("person", "car", "dog", "cat")):
+        if conf.get("state_topic") == f"{BASE}/stats":
+            for key in ("value_template", "json_attributes_template"):
+                read |= set(re.findall(r"value_json\.(\w+)", conf.get(key, "")))
+    assert {"escrow", "detect_profile", "board_overloaded"} <= read
+    assert read <= set(first), read - set(first)

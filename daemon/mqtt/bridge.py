@@ -36,7 +36,7 @@ from typing import Any
 
 from daemon.config import Config
 from daemon.detect.people_config import object_labels
-from daemon.events import PipelineControls
+from daemon.events import STATS_KEYS, PipelineControls
 from daemon.frames import MaskedFrame, require_masked
 from daemon.logs import fields
 from daemon.mqtt.client import Identity, LinkSetupError, MQTTLink
@@ -394,8 +394,15 @@ class MQTTBridge:
             self._send_snapshot(link, *snap)
 
     def _starting_stats(self) -> dict[str, Any]:
-        """The stats payload before the pipeline has any figures: nothing seen, nothing known."""
+        """The stats payload before the pipeline has any figures: nothing seen, nothing known.
+        Every key of the pipeline's stats is there (``STATS_KEYS``): an entity whose template
+        names a missing key makes Home Assistant log a template warning."""
         return {
+            **dict.fromkeys(STATS_KEYS),
+            "escrow": "unknown",
+            "detect_profile": "starting",
+            "detect_profile_reason": "",
+            "board_overloaded": False,
             "fps": 0.0,
             "detect_fps": 0.0,
             "detector_ms": None,

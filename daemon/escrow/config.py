@@ -30,6 +30,9 @@ class EscrowConfig(StrictModel):
         le=30,
         description="H.264 quality of the sealed pixels (lower is better); null: recording.crf",
     )
+    preset: Literal["ultrafast", "superfast", "veryfast"] = Field(
+        "ultrafast", description="x264 preset of the sealed pixels (slower: fewer bytes, more CPU)"
+    )
 
     @field_validator("public_key_file", mode="after")
     @classmethod

@@ -77,7 +77,7 @@ class _Canvas:
     the encoder (2.3 of 5.4 ms a 720p frame, measured).
     """
 
-    def __init__(self, w: int, h: int, crf: int, fps: float, preset: str = "ultrafast") -> None:
+    def __init__(self, w: int, h: int, crf: int, fps: float, preset: str) -> None:
         self.w, self.h = w - w % 2, h - h % 2  # yuv420p
         cc = av.CodecContext.create("libx264", "w")
         cc.width, cc.height, cc.pix_fmt = self.w, self.h, "yuv420p"

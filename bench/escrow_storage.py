@@ -1,6 +1,7 @@
 """Escrow: sealed bytes beside the video, and how well a reveal restores the faces.
 
     .venv/bin/python bench/escrow_storage.py [--seconds 20] [--crf 18 --crf 20 ...]
+        [--preset ultrafast --preset superfast ...] [--scene "1 person 720p" ...]
 
 For each scene at 720p and 1080p (copies made with ffmpeg in a temp dir, from
 ../shared/data/videos), runs ``veilcam run --fast`` with escrow on (a throw-away key pair), then
@@ -18,6 +19,7 @@ black, 30 fps); "crowd" is the facenet-pytorch clip (1080p, 25 fps, ~20 faces).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -92,7 +94,9 @@ def frames(path: Path) -> list[np.ndarray]:
         return [bgr(f) for f in c.decode(video=0)]  # as the daemon converts them
 
 
-def scene(name: str, clip: Path, work: Path, keys: Path, crf: int | None) -> dict:
+def scene(
+    name: str, clip: Path, work: Path, keys: Path, crf: int | None, preset: str | None
+) -> dict:
     rec = work / "rec"
     cfg = work / "c.yaml"
     cfg.write_text(
@@ -100,6 +104,7 @@ def scene(name: str, clip: Path, work: Path, keys: Path, crf: int | None) -> dic
         f"mqtt:\n  enabled: false\nescrow:\n  enabled: true\n"
         f"  public_key_file: {keys / 'escrow.pub'}\n"
         + (f"  crf: {crf}\n" if crf is not None else "")
+        + (f"  preset: {preset}\n" if preset is not None else "")
     )
     regions = work / "regions.jsonl"
     run("run", "--config", str(cfg), "--source", str(clip), "--fast", "--regions", str(regions))
@@ -148,6 +153,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each scene")
     ap.add_argument("--crf", type=int, action="append", help="escrow.crf values (default: config)")
+    ap.add_argument(
+        "--preset", action="append", help="escrow.preset values (default: config), each in turn"
+    )
+    ap.add_argument("--scene", action="append", help="only these scenes, e.g. '1 person 720p'")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
@@ -162,17 +171,20 @@ def main() -> None:
         )
         del r
         print(
-            f"{'scene':22} {'frames':>6} {'faces/fr':>8} {'video MB/h':>10} {'sealed MB/h':>11} "
+            f"{'scene':32} {'frames':>6} {'faces/fr':>8} {'video MB/h':>10} {'sealed MB/h':>11} "
             f"{'sealed/video':>12} {'PSNR med':>8} {'p5':>5}"
         )
         for name, clip in make_scenes(tmp, args.seconds):
-            for crf in args.crf or [None]:
-                work = tmp / f"{name.replace(' ', '_')}_{crf}"
+            if args.scene and name not in args.scene:
+                continue
+            for crf, preset in itertools.product(args.crf or [None], args.preset or [None]):
+                work = tmp / f"{name.replace(' ', '_')}_{crf}_{preset}"
                 work.mkdir()
-                row = scene(name, clip, work, keys, crf)
-                label = f"{name} crf {crf}" if crf is not None else name
+                row = scene(name, clip, work, keys, crf, preset)
+                label = name + (f" crf {crf}" if crf is not None else "")
+                label += f" {preset}" if preset is not None else ""
                 print(
-                    f"{label:22} {row['frames']:6d} {row['faces_per_frame']:8.1f} "
+                    f"{label:32} {row['frames']:6d} {row['faces_per_frame']:8.1f} "
                     f"{row['video_mb_h']:10.0f} {row['sealed_mb_h']:11.0f} "
                     f"{100 * row['share']:11.0f}% "
                     f"{row['psnr_median']:8.1f} {row['psnr_p5']:5.1f}"

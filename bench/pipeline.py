@@ -14,7 +14,7 @@ Printed per clip, medians over the repeats:
   every frame made it unobscured, which is the latency a live camera sees;
 * plain: the same decode + H.264 encode with no detection and no masking, for the ratio.
 * ``--escrow``: CPU-ms/frame with escrow on and off (children alternate), and the sealed
-  bytes beside the video's.
+  bytes beside the video's; ``--preset P`` (repeatable) runs it for each escrow.preset.
 * CPU-ms/frame: process CPU time (all threads) per written frame, first to last frame. It
   depends less on other jobs than fps does: on an idle machine fps <= 1000 * cores / it.
 Default privacy settings (config.yaml defaults) throughout. The load average is printed
@@ -38,7 +38,12 @@ DATA = REPO.parent / "shared" / "data" / "videos"
 
 
 def child_pipeline(
-    clip: str, out: str, fast: bool, people: bool = True, escrow: bool = False
+    clip: str,
+    out: str,
+    fast: bool,
+    people: bool = True,
+    escrow: bool = False,
+    preset: str | None = None,
 ) -> dict:
     """Runs in the child: the real Service on ``clip``; returns its figures."""
     from daemon import logs
@@ -55,6 +60,8 @@ def child_pipeline(
         pub = Path(out) / "escrow.pub"
         pub.write_text(public_text(PrivateKey.generate().public_key))
         section = {"enabled": True, "public_key_file": str(pub)}
+        if preset:
+            section["preset"] = preset
     cfg = Config.model_validate(
         {
             "camera": {"name": "bench", "loop": False, "realtime": not fast},
@@ -180,11 +187,12 @@ def main() -> None:
         kind, clip, out = sys.argv[2:5]
         people = "-nopeople" not in kind
         escrow = "-escrow" in kind
+        preset = kind.split(":")[1] if ":" in kind else None  # "fast-escrow:superfast"
         kind = kind.split("-")[0]
         res = (
             child_plain(clip, out)
             if kind == "plain"
-            else child_pipeline(clip, out, kind == "fast", people, escrow)
+            else child_pipeline(clip, out, kind == "fast", people, escrow, preset)
         )
         print(json.dumps(res))
         return
@@ -201,6 +209,11 @@ def main() -> None:
         action="store_true",
         help="only compare CPU-ms/frame (--fast) with escrow on and off, alternating",
     )
+    ap.add_argument(
+        "--preset",
+        action="append",
+        help="with --escrow: escrow.preset values (default: config), each against escrow off",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         clips = [(c.name, c) for c in args.clip] if args.clip else make_clips(Path(tmp))
@@ -216,15 +229,18 @@ def main() -> None:
                     f"(detector {median(off, 'detector_ms'):.0f} ms/run) -> on/off = {a / b:.2f}"
                 )
                 continue
-            if args.escrow:
-                on, off = on_off("fast-escrow", "fast", clip, args.repeat)
+            for preset in (args.preset or [None]) if args.escrow else []:
+                kind = "fast-escrow" + (f":{preset}" if preset else "")
+                on, off = on_off(kind, "fast", clip, args.repeat)
                 a, b = median(on, "cpu_ms_per_frame"), median(off, "cpu_ms_per_frame")
                 v, sb = median(on, "video_bytes"), median(on, "sealed_bytes")
                 print(
-                    f"{name}: escrow on {a:.1f} CPU-ms/frame, off {b:.1f} -> on/off = "
+                    f"{name}{f' {preset}' if preset else ''}: escrow on {a:.1f} CPU-ms/frame, "
+                    f"off {b:.1f} -> on/off = "
                     f"{a / b:.3f}; sealed {sb / 1e6:.1f} MB beside {v / 1e6:.1f} MB of video "
                     f"({100 * sb / v:.0f} %) for {median(on, 'frames'):.0f} frames"
                 )
+            if args.escrow:
                 continue
             fast = [run_child("fast", clip) for _ in range(args.repeat)]
             plain = [run_child("plain", clip) for _ in range(args.repeat)]

@@ -372,3 +372,68 @@ def test_bad_reveal_inputs_are_clear_errors(recorded: dict, tmp_path: Path) -> N
     sidecar.sidecar_path(copy).write_bytes(sidecar.MAGIC + b"\x00\x00\x00\x02[]")
     r = reveal(copy, key, tmp_path / "o.mp4")
     assert r.returncode == 2 and "damaged header" in r.stderr and "Traceback" not in r.stderr
+
+
+SUBME = {"ultrafast": 0, "superfast": 1, "veryfast": 2}  # x264's own per preset
+
+
+@pytest.mark.parametrize("preset", sorted(SUBME))
+def test_the_preset_reaches_the_encoder(preset: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nacl.public import PrivateKey
+
+    from daemon.escrow import seal
+    from daemon.escrow.config import EscrowConfig
+    from daemon.regions import Region
+
+    packets: list[bytes] = []
+    encode = seal._Canvas.encode
+
+    def spy(self, *args, **kw):  # the plain H.264 before it is sealed
+        out = encode(self, *args, **kw)
+        packets.extend(out)
+        return out
+
+    monkeypatch.setattr(seal._Canvas, "encode", spy)
+    cfg = EscrowConfig(enabled=False, preset=preset)
+    sealer = seal.Sealer(cfg, PrivateKey.generate().public_key)
+    image = np.random.default_rng(0).integers(0, 255, (240, 320, 3), np.uint8)
+    assert sealer.seal(image, [Region((40, 40, 64, 80))], 0, 0.0) is not None
+    sei = b"".join(packets)  # x264 names its options in the first frame's SEI
+    assert f" subme={SUBME[preset]} ".encode() in sei, sei[:400]
+
+
+def test_a_non_default_preset_records_and_reveals_and_a_bad_one_is_named(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    keys = keygen(tmp_path / "owner")
+    bad = escrow_config(tmp_path, tmp_path / "rec", keys / "escrow.pub", "  preset: placebo\n")
+    line = bad.read_text().splitlines().index("  preset: placebo") + 1
+    r = veilcam("check-config", str(bad))
+    assert r.returncode == 1, r.stderr
+    assert f"{bad}:{line}: escrow.preset: Input should be 'ultrafast'" in r.stderr
+    rec = tmp_path / "rec"
+    cfg = escrow_config(tmp_path, rec, keys / "escrow.pub", "  preset: veryfast\n")
+    regions = tmp_path / "regions.jsonl"
+    clip = data_dir / "videos" / CLIP
+    code, err = finish(
+        start(["--config", str(cfg), "--source", str(clip), "--fast", "--regions", str(regions)])
+    )
+    assert code == 0, err[-2000:]
+    src = frames_of(clip)
+    lines = [json.loads(x) for x in regions.read_text().splitlines()]
+    first = checked = 0
+    for seg in sorted(rec.rglob("*.mp4")):
+        out = tmp_path / f"clear_{seg.stem}.mp4"
+        r = reveal(seg, keys / "escrow.key", out)
+        assert r.returncode == 0, r.stderr
+        clear = frames_of(out)
+        for i, c in enumerate(clear):
+            line_ = lines[first + i]
+            for g in line_["regions"]:
+                if g["label"] == "face":
+                    x, y, w, h = g["box"]
+                    ref = src[line_["source"]][y : y + h, x : x + w]
+                    assert psnr(c[y : y + h, x : x + w], ref) >= 35
+                    checked += 1
+        first += len(clear)
+    assert checked >= 70, checked

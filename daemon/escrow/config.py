@@ -30,6 +30,13 @@ class EscrowConfig(StrictModel):
         le=30,
         description="H.264 quality of the sealed pixels (lower is better); null: recording.crf",
     )
+    # superfast (bench/escrow_storage.py, bench/pipeline.py --escrow; 720p, crf 23): sealed bytes
+    # 34 -> 21 % of the video for one person, 88 -> 49 % for the crowd, for 1 dB less at the
+    # revealed faces' 5th percentile and +1 CPU-ms a frame (one person) to +2 (crowd); veryfast
+    # saves little more (21 %, 44 %) for another 0.5 dB and 1.5 CPU-ms
+    preset: Literal["ultrafast", "superfast", "veryfast"] = Field(
+        "superfast", description="x264 preset of the sealed pixels (slower: fewer bytes, more CPU)"
+    )
 
     @field_validator("public_key_file", mode="after")
     @classmethod

@@ -32,6 +32,7 @@ from daemon.capture.sources import Source
 from daemon.config import Config
 from daemon.detect.combined import detect_frame
 from daemon.detect.people_config import object_labels
+from daemon.event_streams import EventStreams
 from daemon.events import STATS_PERIOD_S, PipelineListener
 from daemon.frames import Frame, MaskedFrame
 from daemon.gate import DetectionResult, Gate
@@ -57,49 +58,6 @@ class MaskerLike(Protocol):
     def regions(self, detections: list[Detection], width: int, height: int) -> list[Region]: ...
     def mask(self, frame: Frame, regions: list[Region]) -> MaskedFrame: ...
     def obscure(self, frame: Frame, reason: str) -> MaskedFrame: ...
-
-
-class _Events:
-    """Turns per-frame track counts into start/update/end events."""
-
-    def __init__(self, camera: str, label: str = "face") -> None:
-        self.camera = camera
-        self.label = label
-        self.current: dict[str, Any] | None = None
-        self._n = 0
-
-    def step(self, count: int, track_ids: list[int], when: float) -> dict[str, Any] | None:
-        cur = self.current
-        if cur is None:
-            if count == 0:
-                return None
-            self._n += 1
-            stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
-            kind = "" if self.label == "face" else f"{self.label}-"
-            cur = {
-                "type": "start",
-                "id": f"{self.camera}-{kind}{stamp}-{self._n}",
-                "label": self.label,
-                "count": count,
-                "max_count": count,
-                "track_ids": track_ids,
-                "start": when,
-                "time": when,
-                "end": None,
-                "camera": self.camera,
-            }
-            self.current = cur
-            return dict(cur)
-        if count == cur["count"]:
-            return None
-        cur.update(count=count, track_ids=track_ids, time=when)
-        cur["max_count"] = max(cur["max_count"], count)
-        if count == 0:
-            cur.update(type="end", end=when)
-            self.current = None
-            return dict(cur)
-        cur["type"] = "update"
-        return dict(cur)
 
 
 def source_fps(cfg: Config, source: object) -> float:
@@ -138,11 +96,10 @@ class Pipeline:
         self._recording_on = self.state.switches.recording
         self.gate = Gate(cfg.gate, wall_clock=not fast)
         self.tracker = Tracker(cfg.track, bridge_s=cfg.gate.deadline_ms / 1000.0)
-        self._events = _Events(cfg.camera.name)
-        # person, car, dog, cat: one event stream each, beside the faces'
-        self._label_events = [
-            _Events(cfg.camera.name, label) for label in object_labels(cfg.detect.people)
-        ]
+        # face, and person, car, dog, cat: one event stream each
+        self._events = EventStreams(
+            cfg.camera.name, object_labels(cfg.detect.people), self.state, lambda: self.listeners
+        )
         self._cond = threading.Condition()
         self._pending: deque[Frame] = deque()
         self._latest: Frame | None = None
@@ -292,12 +249,12 @@ class Pipeline:
         return rec
 
     def _any_event(self) -> bool:
-        return any(e.current is not None for e in (self._events, *self._label_events))
+        return self._events.active()
 
     # -- life cycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._end_interrupted_event()
+        self._events.end_interrupted()
         self.recorder = self._new_recorder(self.cfg)
         self._maybe_stats(force=True)  # fresh figures at once, not a crashed run's retained ones
         self._detect_thread.start()
@@ -531,11 +488,7 @@ class Pipeline:
             # not the detector's fault: say what failed (e.g. the masker on this frame)
             self._fail(f"output failed: {type(exc).__name__}: {exc}", "the output stage failed")
         finally:
-            for events in (self._events, *self._label_events):
-                if events.current is not None:
-                    ev = events.step(0, [], time.time())
-                    if ev is not None:
-                        self._send_event(ev)
+            self._events.end_all(time.time())
             self._maybe_stats(force=True)
             self.done.set()
 
@@ -562,11 +515,7 @@ class Pipeline:
         self.faces = len(faces)
         when = time.time() - (time.monotonic() - frame.captured)
         active = self._any_event()
-        for events in (self._events, *self._label_events):
-            mine = [b.track_id for b in boxes if b.label == events.label]
-            ev = events.step(len(mine), sorted(mine), when)
-            if ev is not None:
-                self._send_event(ev)
+        self._events.step(boxes, when)
         if self.recorder is not None and self._any_event() != active:
             self.recorder.set_event(not active)
         if masked is None:
@@ -627,30 +576,6 @@ class Pipeline:
         if rec is not None and self.recording and now - rec.last_progress > window:
             return
         self._heartbeat()
-
-    def _end_interrupted_event(self) -> None:
-        """A crash (kill -9, power cut) left events open: end each now, marked ``interrupted``,
-        so that Home Assistant's face, person, car, dog and cat sensors and automations do not
-        wait forever."""
-        now = time.time()
-        for ev in self.state.take_open_events():
-            ev.update(type="end", count=0, track_ids=[], time=now, end=now, interrupted=True)
-            self._send_event(ev)
-
-    def _send_event(self, ev: dict[str, Any]) -> None:
-        # the state file keeps each label's open event (face, person, car, ...): a crash's
-        # are ended at the next start
-        if ev["type"] in ("start", "end"):
-            self.state.set_open_event(ev["label"], ev if ev["type"] == "start" else None)
-        level = logging.DEBUG if ev["type"] == "update" else logging.INFO
-        log.log(
-            level, f"{ev['label']} event {ev['type']}", extra=fields(id=ev["id"], count=ev["count"])
-        )
-        for listener in self.listeners:
-            try:
-                listener.on_event(ev)
-            except Exception:
-                log.exception("listener failed", extra=fields(listener=type(listener).__name__))
 
     def stats(self) -> dict[str, Any]:
         now = time.monotonic()

@@ -85,8 +85,10 @@ class FrameDetector:
         self.chooser, self._size = chooser, None
 
     def _fit(self, shape: tuple[int, ...]) -> None:
+        if self.chooser is None or len(shape) != 3:
+            return  # no chooser (veilcam mask, eval), or not an image: detect() says so
         size = (int(shape[1]), int(shape[0]))
-        if self.chooser is None or size == self._size or len(shape) != 3:
+        if size == self._size:
             return
         self._size = size
         cfg, self.choice = self.chooser(*size)

@@ -28,7 +28,7 @@ from daemon.detect.ssd_people import windows as people_windows
 from daemon.detect.tiling import plan
 from daemon.logs import fields
 
-log = logging.getLogger("veilcam.profile")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

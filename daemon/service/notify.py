@@ -140,6 +140,11 @@ class StatusListener:
             parts.insert(0, f"waiting for camera, source {state}" + (f": {why}" if why else ""))
         elif state != "ok":
             parts.append(f"source {state}")
+        profile = stats.get("detect_profile")
+        if profile and profile != "full":  # protection below full is said, never silent
+            parts.append(f"profile {profile}")
+        if stats.get("board_overloaded"):
+            parts.append("BOARD OVERLOADED")
         if stats.get("frames_obscured"):
             parts.append(f"{stats['frames_obscured']} obscured")
         if stats.get("privacy"):

@@ -94,8 +94,15 @@ def _say_profile(cfg: Config, kind: str | None, camera: str | None) -> bool:
             "camera.width and camera.height, or pass --camera WxH@FPS, to see it now)"
         )
         return True
+    from daemon.media.encode import choose_codec
+
     raw = cfg.camera.source == "picamera2"
-    _, c = choose(cfg.detect, board, Camera(w, h, fps, decode=not raw), cfg.gate.deadline_ms)
+    rec = cfg.recording
+    # the Pi 4's hardware encoder: where it opens here, or on an asked-for Pi 4 (encoder auto)
+    auto_hw = board.kind == "pi4" if kind else choose_codec("auto") == "h264_v4l2m2m"
+    hw = rec.enabled and (rec.encoder == "h264_v4l2m2m" or (rec.encoder == "auto" and auto_hw))
+    cam = Camera(w, h, fps, decode=not raw, hw_encode=hw)
+    _, c = choose(cfg.detect, board, cam, cfg.gate.deadline_ms)
     flag = " (BOARD OVERLOADED: frames will be obscured or dropped)" if c.overloaded else ""
     print(f"detection profile: {c.profile}{flag} ({c.reason})")
     return True

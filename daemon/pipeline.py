@@ -402,12 +402,20 @@ class Pipeline:
                 self._new_results.append(r)
                 self._cond.notify_all()
 
+    def _too_slow_ms(self) -> float | None:
+        """The detector's median run (after 10) when it takes more than half the deadline:
+        a frame that just missed one run then waits longer than the deadline for the next."""
+        if len(self._det_ms) < 10:
+            return None
+        ms = statistics.median(self._det_ms)
+        return ms if 2 * ms > self.cfg.gate.deadline_ms else None
+
     def _check_detector_speed(self) -> None:
         """Warn once when the detector is too slow for the deadline (frames will be blanked)."""
-        if self._speed_warned or len(self._det_ms) < 10:
+        if self._speed_warned:
             return
-        ms = statistics.median(self._det_ms)
-        if 2 * ms > self.cfg.gate.deadline_ms:
+        ms = self._too_slow_ms()
+        if ms is not None:
             self._speed_warned = True
             log.warning(
                 "detector too slow for gate.deadline_ms: many frames will be obscured; raise "
@@ -617,8 +625,8 @@ class Pipeline:
         }
         if choice is not None:
             out.update(choice.stats())
-        ms = statistics.median(self._det_ms) if len(self._det_ms) >= 10 else 0.0
-        if 2 * ms > self.cfg.gate.deadline_ms:
+        ms = self._too_slow_ms()
+        if ms is not None:
             out["board_overloaded"] = True
             measured = f"measured: a detector run takes {ms:.0f} ms, over half of gate.deadline_ms"
             out["detect_profile_reason"] = "; ".join(

@@ -100,3 +100,28 @@ def test_an_explicit_hardware_decoder_that_does_not_open_is_a_clear_source_error
     src = FileSource(str(clip), loop=False, realtime=False, decoder="h264_v4l2m2m")
     with pytest.raises(SourceError, match="decoder h264_v4l2m2m does not open"):
         src.open()
+
+
+def test_auto_falls_back_to_software_when_the_hardware_decoder_fails_on_the_first_packet(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A decoder that opens but rejects the stream (a profile the Pi 4's cannot do) costs no
+    frame: the packet it failed on is decoded again in software, and so is the rest."""
+    import av
+
+    clip = data_dir / "videos" / "intel_asl_gestures" / "again.mkv"
+    with VideoReader(clip) as r:
+        want = [(f.pts, f.image.copy()) for f in r.frames(yuv=True)]
+
+    class Rejecting:
+        def decode(self, packet: object) -> list:
+            raise av.error.InvalidDataError(1094995529, "rejected")
+
+    with VideoReader(clip, decoder="h264") as r:
+        r._auto, r._ctx = True, Rejecting()  # as "auto" would have opened it
+        got = [(f.pts, f.image.copy()) for f in r.frames(yuv=True)]
+        assert r.decoder is None
+    assert len(got) == len(want) == 77
+    for (pa, a), (pb, b) in zip(got, want, strict=True):
+        assert pa == pb and np.array_equal(a, b)
+    assert any("decoding in software" in m.getMessage() for m in caplog.records)

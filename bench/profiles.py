@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Detection profiles per board: what ``detect.schedule.profile: auto`` picks, what it costs
-(projected from counted instructions) and what it protects (recall on WIDER, clean and night_ir).
+(projected from counted instructions) and what it protects (recall on WIDER, clean and under
+the home-camera perturbations: night_ir, low_light, motion_blur, defocus, backlight).
 
     .venv/bin/python bench/profiles.py [--recall DIR] [--dataset DIR]
 
 The cost table comes from ``daemon.detect.profiles.choose`` (the daemon's own choice) with the
 counts in ``daemon/boardcost.py``: the worst case, a crowd that opens every tile. The recall
 table runs ``veilcam eval faces --set detect.schedule.profile=NAME`` with the still-image
-schedule switched off (photos get the profile's tiles), ``--perturb night_ir``; ``--recall DIR``
-reads (or writes) ``DIR/NAME.json`` instead of running again.
+schedule switched off (photos get the profile's tiles) and ``--perturb`` the home-camera
+conditions; ``--recall DIR`` reads (or writes) ``DIR/NAME.json`` instead of running again.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ SOURCES = {  # H.264 to decode on the CPU; the recording on the Pi 4's hardware 
     "Pi camera, hardware encoder": dict(decode=False, hw_encode=True),
 }
 BUCKETS = ("<16", "16-32", "32-64", ">=64")
+CONDITIONS = ("night_ir", "low_light", "motion_blur", "defocus", "backlight")
 
 
 def max_fps(board: Board, profile: str, size: tuple[int, int], src: dict, limit: float) -> float:
@@ -114,7 +116,7 @@ def recall(dataset: Path, out: Path | None) -> dict[str, dict]:
                "--set", f"detect.schedule.profile={prof}",
                "--set", "detect.schedule.still_tile_scales=null",
                "--set", "detect.schedule.still_tile_gate=null",
-               "--perturb", "night_ir", "--no-ssim", "--json"]  # fmt: skip
+               "--perturb", ",".join(CONDITIONS), "--no-ssim", "--json"]  # fmt: skip
         r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True)
         found[prof] = json.loads(r.stdout)
         if path:
@@ -125,13 +127,17 @@ def recall(dataset: Path, out: Path | None) -> dict[str, dict]:
 
 def recall_table(found: dict[str, dict]) -> None:
     heads = " | ".join(BUCKETS)
-    print(f"| profile | clean: {heads} | night_ir: {heads} | model runs per photo |")
-    print("|---|" + "---|" * (2 * len(BUCKETS) + 1))
-    for prof, d in found.items():
-        clean = [d["recall"][b] for b in BUCKETS]
-        night = [d["perturbed"]["night_ir"]["recall_by_height"][b] for b in BUCKETS]
-        cells = " | ".join(f"{v:.3f}" for v in clean + night)
-        print(f"| {prof} | {cells} | {d['windows_per_image']} |")
+    print(f"| condition | profile | {heads} | all | model runs per photo |")
+    print("|---|---|" + "---|" * (len(BUCKETS) + 2))
+    for cond in ("clean", *CONDITIONS):
+        for prof, d in found.items():
+            p = d if cond == "clean" else d["perturbed"].get(cond)
+            if p is None:
+                continue  # an older JSON without this condition
+            by = d["recall"] if cond == "clean" else p["recall_by_height"]
+            total = d["recall"]["all"] if cond == "clean" else p["recall"]
+            cells = " | ".join(f"{by[b]:.3f}" for b in BUCKETS)
+            print(f"| {cond} | {prof} | {cells} | {total:.3f} | {d['windows_per_image']} |")
     n = next(iter(found.values()))
     print(f"\n({n['images']} photos, {n['faces']} faces; by height: {n['faces_by_height']})")
 
